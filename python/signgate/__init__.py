@@ -1,0 +1,48 @@
+"""signgate: presigned URLs for LLM APIs, and the gateway that checks them.
+
+The backend signs with :class:`Signer`; the gateway checks with :class:`Verifier`.
+"""
+
+from .errors import BadSignature as BadSignature
+from .errors import BodyMismatch as BodyMismatch
+from .errors import Expired as Expired
+from .errors import ExpiryTooLong as ExpiryTooLong
+from .errors import MalformedRequest as MalformedRequest
+from .errors import MissingHeader as MissingHeader
+from .errors import NotYetValid as NotYetValid
+from .errors import SigngateError as SigngateError
+from .errors import SigningError as SigningError
+from .errors import UnknownKey as UnknownKey
+from .errors import UnsupportedAlgorithm as UnsupportedAlgorithm
+from .errors import VerificationError as VerificationError
+from .signer import SignedRequest as SignedRequest
+from .signer import Signer as Signer
+from .signer import sign_url as sign_url
+from .verifier import SignedParams as SignedParams
+from .verifier import VerifiedRequest as VerifiedRequest
+from .verifier import Verifier as Verifier
+from .verifier import parse_query as parse_query
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BadSignature",
+    "BodyMismatch",
+    "Expired",
+    "ExpiryTooLong",
+    "MalformedRequest",
+    "MissingHeader",
+    "NotYetValid",
+    "SignedParams",
+    "SignedRequest",
+    "Signer",
+    "SigngateError",
+    "SigningError",
+    "UnknownKey",
+    "UnsupportedAlgorithm",
+    "VerificationError",
+    "VerifiedRequest",
+    "Verifier",
+    "parse_query",
+    "sign_url",
+]

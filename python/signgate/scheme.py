@@ -1,0 +1,101 @@
+"""The SW1-HMAC-SHA256 scheme as named, pure steps.
+
+Each function is one stage of ``docs/protocol.md`` so that tests can check the stages one by one:
+:func:`normalize_upstream`, :func:`canonical_query`, :func:`canonical_headers`,
+:func:`canonical_request`, :func:`string_to_sign`, :func:`day_key` and :func:`signature`.
+The signer and the verifier both build on these and on nothing else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
+from urllib.parse import quote
+
+import ada_url
+
+ALGORITHM = "SW1-HMAC-SHA256"
+MAX_EXPIRES = 4_294_967_295
+
+X_ALGORITHM = "X-Sw-Algorithm"
+X_CREDENTIAL = "X-Sw-Credential"
+X_DATE = "X-Sw-Date"
+X_EXPIRES = "X-Sw-Expires"
+X_PROXY = "X-Sw-Proxy"
+X_SIGNED_HEADERS = "X-Sw-SignedHeaders"
+X_BODY = "X-Sw-Body"
+X_SIGNATURE = "X-Sw-Signature"
+
+#: The signed parameters in the order they appear in a URL (step 4 of the scheme).
+SIGNED_PARAMS = (X_ALGORITHM, X_CREDENTIAL, X_DATE, X_EXPIRES, X_PROXY, X_SIGNED_HEADERS, X_BODY)
+#: Every parameter the scheme defines, the signature included.
+ALL_PARAMS = (*SIGNED_PARAMS, X_SIGNATURE)
+
+
+def enc(value: str) -> str:
+    """Percent-encode every byte of the UTF-8 form except ``A-Z a-z 0-9 - . _ ~``."""
+    return quote(value, safe="-._~")
+
+
+def long_date(epoch: int) -> str:
+    """``YYYYMMDDTHHMMSSZ`` of a UTC epoch second."""
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(epoch))
+
+
+@lru_cache(maxsize=4096)
+def normalize_upstream(url: str) -> str | None:
+    """Serialise ``url`` as a WHATWG URL parser does (Signway's server does the same).
+
+    Returns ``None`` when ``url`` is not an absolute URL at all. The scheme is not checked here.
+    """
+    try:
+        return str(ada_url.normalize_url(url))
+    except ValueError:
+        return None
+
+
+def canonical_query(pairs: Iterable[tuple[str, str]]) -> str:
+    """Decoded (name, value) pairs, sorted, re-encoded with :func:`enc`, joined with ``&``."""
+    return "&".join(f"{enc(k)}={enc(v)}" for k, v in sorted(pairs))
+
+
+def canonical_headers(headers: Iterable[tuple[str, str]]) -> str:
+    """``name:value`` lines for the bound headers: lower-case names, trimmed values, sorted."""
+    return "\n".join(sorted(f"{k.lower()}:{v.strip()}" for k, v in headers))
+
+
+def signed_headers_sorted(names: Sequence[str]) -> str:
+    """The bound header names, lower-case, sorted, joined with ``;``."""
+    return ";".join(sorted(n.lower() for n in names))
+
+
+def canonical_request(
+    method: str,
+    query: str,
+    headers: str,
+    signed_headers: str,
+    body: str,
+    path: str = "/",
+) -> str:
+    """Join the stages into the canonical request. ``path`` is always ``/`` in SW1."""
+    return f"{method}\n{path}\n{query}\n{headers}\n\n{signed_headers}\n{body}"
+
+
+def string_to_sign(long: str, canonical: str) -> str:
+    """The algorithm, the dates and the hex SHA-256 of the canonical request."""
+    digest = hashlib.sha256(canonical.encode()).hexdigest()
+    return f"{ALGORITHM}\n{long}\n{long[:8]}\n{digest}"
+
+
+@lru_cache(maxsize=1024)
+def day_key(secret: str, short: str) -> bytes:
+    """The per-day signing key: derived once per secret and day, then served from a cache."""
+    return hmac.digest((ALGORITHM + secret).encode(), short.encode(), "sha256")
+
+
+def signature(secret: str, short: str, to_sign: str) -> str:
+    """The lower-case hex HMAC-SHA256 of the string to sign under the day's key."""
+    return hmac.new(day_key(secret, short), to_sign.encode(), "sha256").hexdigest()

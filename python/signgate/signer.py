@@ -1,0 +1,238 @@
+"""Signing: turn "this client may make this upstream call" into a short-lived SW1 URL."""
+
+from __future__ import annotations
+
+import calendar
+import datetime as _dt
+import json as _json
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import scheme
+from .errors import SigningError
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_BAD_VALUE_CHARS = re.compile(r"[\r\n\x00]")
+
+#: Default lifetime of a signed URL, in seconds: long enough for a browser round trip.
+DEFAULT_EXPIRES_IN = 60
+
+
+@dataclass(frozen=True, slots=True)
+class SignedRequest:
+    """Everything a client must send to the gateway, exactly as it must send it.
+
+    ``headers`` holds the bound headers except ``content-length``, which every HTTP client
+    (and a browser's ``fetch``, which refuses to let scripts set it) derives from ``body``.
+    """
+
+    url: str
+    method: str
+    headers: dict[str, str] = field(default_factory=dict)
+    body: str | None = None
+    expires_at: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready form a backend hands to the browser: ``url, method, headers, body``."""
+        return {"url": self.url, "method": self.method, "headers": dict(self.headers), "body": self.body}
+
+
+def _check_upstream(upstream_url: str) -> str:
+    if not isinstance(upstream_url, str) or not upstream_url:
+        raise SigningError("upstream_url", "must be a non-empty absolute http(s) URL")
+    normalized = scheme.normalize_upstream(upstream_url)
+    if normalized is None or not normalized.startswith(("http://", "https://")):
+        raise SigningError(
+            "upstream_url",
+            f"{upstream_url[:200]!r} is not an absolute http(s) URL; "
+            "give the full address, e.g. 'https://api.openai.com/v1/chat/completions'",
+        )
+    return normalized
+
+
+def _check_expires(expires_in: object) -> int:
+    if type(expires_in) is not int or not 1 <= expires_in <= scheme.MAX_EXPIRES:
+        raise SigningError(
+            "expires_in", f"must be a whole number of seconds in 1..{scheme.MAX_EXPIRES}, got {expires_in!r}"
+        )
+    return expires_in
+
+
+def _body_text(body: str | bytes) -> str:
+    if isinstance(body, bytes):
+        try:
+            return body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise SigningError("body", f"bytes must be valid UTF-8 (SW1 binds text): {exc.reason} at byte {exc.start}") from None
+    if isinstance(body, str):
+        return body
+    raise SigningError("body", f"must be str or bytes, got {type(body).__name__}; use json= for objects")
+
+
+def _bound_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
+    bound: dict[str, str] = {}
+    for name, value in (headers or {}).items():
+        if not isinstance(name, str) or not _TOKEN.fullmatch(name):
+            raise SigningError("headers", f"header name {name!r} is not an HTTP token")
+        if not isinstance(value, str):
+            raise SigningError("headers", f"the value of {name!r} must be a str, got {type(value).__name__}")
+        if _BAD_VALUE_CHARS.search(value):
+            raise SigningError("headers", f"the value of {name!r} contains CR, LF or NUL")
+        key = name.lower()
+        if key in bound:
+            raise SigningError("headers", f"header {name!r} is given twice (names are case-insensitive)")
+        bound[key] = value.strip()
+    return bound
+
+
+class Signer:
+    """Signs requests for one key of a gateway.
+
+    >>> signer = Signer("app", "s3cret", "https://gateway.example.com")
+    >>> req = signer.sign("POST", "https://api.openai.com/v1/chat/completions", json={"model": "m"})
+    >>> req.to_dict()["headers"]
+    {'content-type': 'application/json'}
+
+    ``clock`` returns the current time in epoch seconds; tests inject their own.
+    """
+
+    def __init__(
+        self,
+        key_id: str,
+        secret: str,
+        gateway_url: str,
+        *,
+        expires_in: int = DEFAULT_EXPIRES_IN,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not isinstance(key_id, str) or not key_id:
+            raise SigningError("key_id", "must be a non-empty string")
+        if "/" in key_id:
+            raise SigningError("key_id", f"{key_id!r} contains '/', so no SW1 verifier could ever find the key")
+        if not isinstance(secret, str) or not secret:
+            raise SigningError("secret", "must be a non-empty string")
+        if not isinstance(gateway_url, str) or not gateway_url.startswith(("http://", "https://")):
+            raise SigningError("gateway_url", f"{gateway_url!r} is not an absolute http(s) URL")
+        if "?" in gateway_url or "#" in gateway_url:
+            raise SigningError("gateway_url", "must not contain a query or fragment; the signer adds the query")
+        self.key_id = key_id
+        self._secret = secret
+        self._base = gateway_url.rstrip("/") + "/?"
+        self.expires_in = _check_expires(expires_in)
+        self._clock = clock
+
+    def __repr__(self) -> str:
+        return f"Signer(key_id={self.key_id!r}, gateway_url={self._base[:-2]!r})"
+
+    def sign(
+        self,
+        method: str,
+        upstream_url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        body: str | bytes | None = None,
+        json: Any = None,
+        expires_in: int | None = None,
+    ) -> SignedRequest:
+        """Sign one request. ``json=`` serialises compactly, binds those exact bytes and
+        binds ``Content-Type: application/json`` unless ``headers`` sets one."""
+        if not isinstance(method, str) or not _TOKEN.fullmatch(method):
+            raise SigningError("method", f"{method!r} is not an HTTP method token")
+        expires = self.expires_in if expires_in is None else _check_expires(expires_in)
+        proxy = _check_upstream(upstream_url)
+        bound = _bound_headers(headers)
+
+        text: str | None = None
+        if json is not None:
+            if body is not None:
+                raise SigningError("json", "give body= or json=, not both")
+            try:
+                text = _json.dumps(json, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+            except (TypeError, ValueError) as exc:
+                raise SigningError("json", f"cannot be serialised as JSON: {exc}") from None
+            bound.setdefault("content-type", "application/json")
+        elif body is not None:
+            text = _body_text(body)
+
+        sent = dict(bound)
+        if text is not None:
+            length = str(len(text.encode()))
+            given = bound.pop("content-length", None)
+            if given is not None and given != length:
+                raise SigningError("headers", f"content-length {given!r} does not match the body's {length} bytes")
+            bound["content-length"] = length
+            sent.pop("content-length", None)
+        elif "content-length" in bound:
+            raise SigningError("headers", "content-length is bound but there is no body")
+
+        return self._sign(method, proxy, bound, sent, text, expires)
+
+    def _sign(
+        self,
+        method: str,
+        proxy: str,
+        bound: dict[str, str],
+        sent: dict[str, str],
+        text: str | None,
+        expires: int,
+    ) -> SignedRequest:
+        now = int(self._clock())
+        long = scheme.long_date(now)
+        short = long[:8]
+        credential = scheme.enc(f"{self.key_id}/{short}")
+        proxy_enc = scheme.enc(proxy)
+        names = scheme.enc(";".join(bound))
+        body_flag = "false" if text is None else "true"
+        # The seven pairs are already encoded with enc, so sorting them by name (all distinct)
+        # gives the canonical query directly: Algorithm < Body < Credential < Date < ...
+        query = (
+            f"X-Sw-Algorithm={scheme.ALGORITHM}&X-Sw-Body={body_flag}&X-Sw-Credential={credential}"
+            f"&X-Sw-Date={long}&X-Sw-Expires={expires}&X-Sw-Proxy={proxy_enc}&X-Sw-SignedHeaders={names}"
+        )
+        canonical = scheme.canonical_request(
+            method,
+            query,
+            scheme.canonical_headers(bound.items()),
+            scheme.signed_headers_sorted(list(bound)),
+            text or "",
+        )
+        sig = scheme.signature(self._secret, short, scheme.string_to_sign(long, canonical))
+        url = (
+            f"{self._base}X-Sw-Algorithm={scheme.ALGORITHM}&X-Sw-Credential={credential}&X-Sw-Date={long}"
+            f"&X-Sw-Expires={expires}&X-Sw-Proxy={proxy_enc}&X-Sw-SignedHeaders={names}"
+            f"&X-Sw-Body={body_flag}&X-Sw-Signature={sig}"
+        )
+        return SignedRequest(url=url, method=method, headers=sent, body=text, expires_at=now + expires)
+
+
+def _epoch(moment: _dt.datetime | None) -> float:
+    if moment is None:
+        return time.time()
+    if not isinstance(moment, _dt.datetime):
+        raise SigningError("datetime_override", f"must be a datetime, got {type(moment).__name__}")
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(_dt.timezone.utc)
+    return calendar.timegm(moment.timetuple())
+
+
+def sign_url(
+    id: str,  # noqa: A002 - signway-sdk's parameter names, so callers can switch by one import
+    secret: str,
+    host: str,
+    proxy_url: str,
+    expiry: int,
+    method: str,
+    headers: dict[str, str] | None = None,
+    body: str | None = None,
+    datetime_override: _dt.datetime | None = None,
+) -> str:
+    """A drop-in for ``signway_sdk.sign_url`` that returns what the Signway server accepts.
+
+    Naive datetimes are taken as UTC, aware ones converted to UTC; ``headers`` is not mutated.
+    """
+    epoch = _epoch(datetime_override)
+    signer = Signer(id, secret, host, expires_in=_check_expires(expiry), clock=lambda: epoch)
+    return signer.sign(method, proxy_url, headers=headers, body=body).url
