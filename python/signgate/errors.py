@@ -79,9 +79,7 @@ class Expired(VerificationError):
     status = 401
 
     def __init__(self, expired_by: int, now: int) -> None:
-        super().__init__(
-            f"the signed URL expired {expired_by} s ago; ask the backend for a fresh one"
-        )
+        super().__init__(f"the signed URL expired {expired_by} s ago; ask the backend for a fresh one")
         self.expired_by = expired_by
         self.now = now
 
@@ -94,8 +92,7 @@ class NotYetValid(VerificationError):
 
     def __init__(self, ahead_by: int, skew: int, now: int) -> None:
         super().__init__(
-            f"X-Sw-Date is {ahead_by} s in the future (allowed skew {skew} s); "
-            "check the signing server's clock"
+            f"X-Sw-Date is {ahead_by} s in the future (allowed skew {skew} s); check the signing server's clock"
         )
         self.ahead_by = ahead_by
         self.now = now

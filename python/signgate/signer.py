@@ -66,7 +66,9 @@ def _body_text(body: str | bytes) -> str:
         try:
             return body.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise SigningError("body", f"bytes must be valid UTF-8 (SW1 binds text): {exc.reason} at byte {exc.start}") from None
+            raise SigningError(
+                "body", f"bytes must be valid UTF-8 (SW1 binds text): {exc.reason} at byte {exc.start}"
+            ) from None
     if isinstance(body, str):
         return body
     raise SigningError("body", f"must be str or bytes, got {type(body).__name__}; use json= for objects")
@@ -214,7 +216,7 @@ def _epoch(moment: _dt.datetime | None) -> float:
     if not isinstance(moment, _dt.datetime):
         raise SigningError("datetime_override", f"must be a datetime, got {type(moment).__name__}")
     if moment.tzinfo is not None:
-        moment = moment.astimezone(_dt.timezone.utc)
+        moment = moment.astimezone(_dt.UTC)
     return calendar.timegm(moment.timetuple())
 
 

@@ -1,0 +1,149 @@
+"""The ``signgate`` command: sign URLs, run the gateway, run the offline stand-in model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from . import __version__
+from .errors import SigningError
+from .signer import Signer
+
+EPILOG = """\
+examples:
+  export SIGNGATE_SECRET=...   # the secret never goes on the command line
+  signgate sign --id app --gateway http://127.0.0.1:3000 \\
+      --upstream https://api.openai.com/v1/chat/completions \\
+      --header 'Content-Type: application/json' --body @request.json
+  signgate serve --id app --secret-env SIGNGATE_SECRET \\
+      --header-env 'Authorization=Bearer ${OPENAI_API_KEY}' \\
+      --allow-upstream https://api.openai.com/v1/
+"""
+
+
+class CommandError(Exception):
+    """A usage error: printed as ``signgate <command>: error: <message>``, exit status 2."""
+
+
+def parse_header(text: str) -> tuple[str, str]:
+    """``'Name: value'`` -> ``("Name", "value")``; raises CommandError naming the fix."""
+    name, sep, value = text.partition(":")
+    if not sep or not name.strip():
+        raise CommandError(f"--header {text[:60]!r} must look like 'Name: value'")
+    return name.strip(), value.strip()
+
+
+def secret_from_env(var: str, option: str = "--secret-env") -> str:
+    value = os.environ.get(var)
+    if not value:
+        raise CommandError(
+            f"the environment variable {var} is not set or empty; export it, or name another with {option}"
+        )
+    return value
+
+
+def _read_body(spec: str | None) -> bytes | None:
+    if spec is None:
+        return None
+    if spec == "-":
+        return sys.stdin.buffer.read()
+    if spec.startswith("@"):
+        try:
+            with open(spec[1:], "rb") as f:
+                return f.read()
+        except OSError as exc:
+            raise CommandError(f"--body {spec}: cannot read the file: {exc.strerror}") from None
+    return spec.encode()
+
+
+def _add_sign(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "sign",
+        help="print a signed URL for one upstream request",
+        description="Sign one request and print the URL. The secret is read from an environment variable, "
+        "never from the command line.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--id", required=True, help="the key id the gateway knows the secret by")
+    p.add_argument("--gateway", required=True, metavar="URL", help="the gateway's base URL")
+    p.add_argument("--upstream", required=True, metavar="URL", help="the upstream URL the request may reach")
+    p.add_argument("--method", default="POST", help="HTTP method (default: POST)")
+    p.add_argument("--expires", type=int, default=30, metavar="SECONDS", help="lifetime in seconds (default: 30)")
+    p.add_argument("--header", action="append", default=[], metavar="'K: V'", help="a header to bind (repeatable)")
+    p.add_argument("--body", metavar="@FILE|-|TEXT", help="body to bind: @file, - for standard input, or literal text")
+    p.add_argument(
+        "--secret-env",
+        default="SIGNGATE_SECRET",
+        metavar="NAME",
+        help="variable holding the secret (default: SIGNGATE_SECRET)",
+    )
+    p.add_argument("--json", action="store_true", help="print {url, method, headers, body} as JSON instead of the URL")
+    p.set_defaults(run=_run_sign, command="sign")
+
+
+def _run_sign(args: argparse.Namespace) -> int:
+    headers = dict(parse_header(h) for h in args.header)
+    secret = secret_from_env(args.secret_env)
+    signer = Signer(args.id, secret, args.gateway, expires_in=args.expires)
+    signed = signer.sign(args.method, args.upstream, headers=headers, body=_read_body(args.body))
+    print(json.dumps(signed.to_dict(), ensure_ascii=False) if args.json else signed.url)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="signgate",
+        description="Presigned URLs for LLM APIs. The backend signs a short-lived URL; the gateway checks it, "
+        "adds the API key and streams the answer back.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"signgate {__version__}")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+    _add_sign(sub)
+    for register in _optional_commands():
+        register(sub)
+    return parser
+
+
+def _optional_commands() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]]:
+    """Commands whose dependencies come with ``pip install 'signgate[gateway]'``."""
+    commands = []
+    try:
+        from .gateway.cli import add_serve
+    except ImportError as exc:  # the gateway extra is not installed
+        missing = exc.name
+
+        def add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+            p = sub.add_parser("serve", help="run the gateway (needs signgate[gateway])")
+            p.set_defaults(run=lambda _: _missing_extra("serve", missing), command="serve")
+
+    commands.append(add_serve)
+    return commands
+
+
+def _missing_extra(command: str, module: str | None) -> int:
+    print(
+        f"signgate {command}: error: the module {module!r} is missing; "
+        "install it with: pip install 'signgate[gateway]'",
+        file=sys.stderr,
+    )
+    return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    run: Callable[[argparse.Namespace], int] | None = getattr(args, "run", None)
+    if run is None:
+        parser.print_help()
+        return 2
+    try:
+        return run(args)
+    except (CommandError, SigningError) as exc:
+        print(f"signgate {args.command}: error: {exc}", file=sys.stderr)
+        return 2
