@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
@@ -35,8 +36,21 @@ SIGNED_PARAMS = (X_ALGORITHM, X_CREDENTIAL, X_DATE, X_EXPIRES, X_PROXY, X_SIGNED
 ALL_PARAMS = (*SIGNED_PARAMS, X_SIGNATURE)
 
 
+_UNRESERVED = re.compile(r"[A-Za-z0-9._~-]*")
+_CACHED_LENGTH = 512
+
+
 def enc(value: str) -> str:
     """Percent-encode every byte of the UTF-8 form except ``A-Z a-z 0-9 - . _ ~``."""
+    if _UNRESERVED.fullmatch(value):
+        return value
+    # Upstream URLs and credentials repeat from request to request, so their encodings are
+    # cached; long values are not, so that a cache entry stays small whatever a client sends.
+    return _enc_cached(value) if len(value) <= _CACHED_LENGTH else quote(value, safe="-._~")
+
+
+@lru_cache(maxsize=4096)
+def _enc_cached(value: str) -> str:
     return quote(value, safe="-._~")
 
 
