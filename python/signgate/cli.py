@@ -110,20 +110,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _optional_commands() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]]:
+Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
+
+
+def _optional_commands() -> list[Register]:
     """Commands whose dependencies come with ``pip install 'signgate[gateway]'``."""
-    commands = []
+    commands: list[Register] = []
     try:
         from .gateway.cli import add_serve
+
+        commands.append(add_serve)
     except ImportError as exc:  # the gateway extra is not installed
-        missing = exc.name
-
-        def add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-            p = sub.add_parser("serve", help="run the gateway (needs signgate[gateway])")
-            p.set_defaults(run=lambda _: _missing_extra("serve", missing), command="serve")
-
-    commands.append(add_serve)
+        commands.append(_unavailable("serve", "run the gateway", exc.name))
     return commands
+
+
+def _unavailable(command: str, summary: str, module: str | None) -> Register:
+    def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+        p = sub.add_parser(command, help=f"{summary} (needs signgate[gateway])")
+        p.set_defaults(run=lambda _: _missing_extra(command, module), command=command)
+
+    return register
 
 
 def _missing_extra(command: str, module: str | None) -> int:
@@ -144,6 +151,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return run(args)
-    except (CommandError, SigningError) as exc:
+    except (CommandError, SigningError, ValueError) as exc:
         print(f"signgate {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,498 @@
+"""The gateway as a plain ASGI application.
+
+A request flows: parse the ``X-Sw-*`` parameters -> CORS preflight? -> capacity -> read the body
+(bounded) -> verify -> allowlist and address checks -> forward -> relay the answer chunk by chunk.
+Every refusal is JSON ``{"error": {"code", "message"}}`` with an ``x-signgate-error`` header and
+CORS headers, so a browser can read it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from ..errors import ExpiryTooLong, MalformedRequest, VerificationError
+from ..verifier import SignedParams, Verifier, parse_query
+from .config import GatewayConfig, KeyConfig, split_url
+from .metrics import Metrics
+from .upstream import ForbiddenAddress, check_literal, client_timeout, create_session
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+access_logger = logging.getLogger("signgate.access")
+logger = logging.getLogger("signgate.gateway")
+
+# Hop-by-hop headers (RFC 9110 7.6.1) and what must never travel upstream from a browser.
+_HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+_NOT_UPSTREAM = _HOP_BY_HOP | {
+    "host",
+    "cookie",
+    "authorization",
+    "content-length",
+    "origin",
+    "referer",
+    "expect",
+    "accept-encoding",
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-real-ip",
+}
+_NOT_DOWNSTREAM = _HOP_BY_HOP | {
+    "set-cookie",
+    "set-cookie2",
+    "cache-control",
+    "access-control-allow-origin",
+    "access-control-allow-credentials",
+    "access-control-expose-headers",
+    "access-control-allow-methods",
+    "access-control-allow-headers",
+    "vary",
+}
+_EXPOSE = b"x-signgate-error, x-request-id, retry-after, content-type"
+
+
+class Refusal(Exception):
+    """A request the gateway answers itself, with a status and a stable code."""
+
+    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.extra = extra
+
+
+class _ClientGone(Exception):
+    pass
+
+
+@dataclass(slots=True)
+class _Exchange:
+    """What the access log records about one request. Never the query string or header values."""
+
+    request_id: str
+    method: str
+    started: float
+    key_id: str = "-"
+    upstream_host: str = "-"
+    status: int = 0
+    code: str = "-"
+    bytes_in: int = 0
+    bytes_out: int = 0
+    ttfb: float | None = None
+
+
+class Gateway:
+    """The ASGI application. Build one with :func:`create_app` or ``Gateway(config)``."""
+
+    def __init__(self, config: GatewayConfig, *, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.metrics = Metrics()
+        self._clock = clock
+        self._verifier = Verifier(self._secrets, skew=config.skew, clock=clock)
+        self._session: aiohttp.ClientSession | None = None
+        self._timeout = client_timeout(config.connect_timeout, config.read_timeout)
+        self._origins = set(config.cors_origins)
+        self._wildcard = "*" in self._origins
+        self._no_allowlist = [k.id for k in config.keys.values() if not k.allow_upstreams]
+
+    def _secrets(self, key_id: str) -> tuple[str, ...] | None:
+        key = self.config.keys.get(key_id)
+        return key.secrets if key else None
+
+    # -- ASGI entry points --------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                for key_id in self._no_allowlist:
+                    logger.warning(
+                        "key %r has no allowed upstreams: it may reach any public http(s) upstream, as Signway "
+                        "does; restrict it with --allow-upstream or allow_upstreams",
+                        key_id,
+                    )
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def aclose(self) -> None:
+        """Close pooled upstream connections."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _upstream_session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = create_session(
+                allow_private=self.config.allow_private_upstreams,
+                limit=self.config.max_streams,
+                connect_timeout=self.config.connect_timeout,
+            )
+        return self._session
+
+    # -- one request ------------------------------------------------------------------------------
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        ex = _Exchange(request_id=os.urandom(8).hex(), method=scope["method"], started=time.perf_counter())
+        headers: dict[str, str] = {}
+        size = 0
+        for raw_name, raw_value in scope["headers"]:
+            size += len(raw_name) + len(raw_value)
+            name = raw_name.decode("latin-1")
+            value = raw_value.decode("latin-1")
+            # A repeated header is joined as HTTP allows; a bound header must then match the join.
+            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        origin = headers.get("origin")
+        key: KeyConfig | None = None
+        try:
+            if size > self.config.max_header_bytes:
+                raise Refusal(431, "headers_too_large", f"request headers exceed {self.config.max_header_bytes} bytes")
+            query = scope["query_string"].decode("latin-1")
+            if "X-Sw-" not in query:
+                await self._local_route(scope, send, ex, origin)
+                return
+            params = parse_query(query)
+            key = self.config.keys.get(params.key_id)
+            if key is not None:
+                ex.key_id = key.id
+            if ex.method == "OPTIONS" and "access-control-request-method" in headers:
+                await self._preflight(send, ex, origin, key, headers)
+                return
+            if self.metrics.in_flight >= self.config.max_streams:
+                raise Refusal(503, "at_capacity", "the gateway is at its stream limit; retry shortly", retry_after=1)
+            limit = key.max_expires if key is not None and key.max_expires else self.config.max_expires
+            if params.expires > limit:
+                raise ExpiryTooLong(f"X-Sw-Expires is {params.expires} s but this gateway accepts at most {limit} s")
+
+            body = await self._read_body(receive, headers, params, ex)
+            verified = self._verifier.verify(params, ex.method, headers, body, path=scope.get("path") or "/")
+            assert key is not None  # the verifier found its secrets
+            target = self._check_upstream(key, verified.forward_url, ex)
+            await self._relay(scope, receive, send, ex, key, verified.forward_url, target[1], body, origin)
+        except VerificationError as exc:
+            extra = {"now": exc.now} if hasattr(exc, "now") else {}
+            await self._refuse(send, ex, origin, key, Refusal(exc.status, exc.code, exc.message, **extra))
+        except Refusal as exc:
+            await self._refuse(send, ex, origin, key, exc)
+        except _ClientGone:
+            ex.status, ex.code = 499, "client_disconnected"
+        finally:
+            self._record(ex)
+
+    async def _read_body(self, receive: Receive, headers: dict[str, str], params: SignedParams, ex: _Exchange) -> bytes:
+        declared = headers.get("content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                raise MalformedRequest("Content-Length", "must be a whole number of bytes")
+            if int(declared) > self.config.max_body:
+                raise Refusal(
+                    413, "body_too_large", f"the body is {declared} bytes; the limit is {self.config.max_body}"
+                )
+        elif params.body_bound and "transfer-encoding" in headers:
+            raise Refusal(411, "length_required", "a signed body must be sent with Content-Length, not chunked")
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async with asyncio.timeout(self.config.client_timeout):
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        raise _ClientGone
+                    chunk = message.get("body", b"")
+                    size += len(chunk)
+                    if size > self.config.max_body:
+                        raise Refusal(
+                            413, "body_too_large", f"the body exceeds the limit of {self.config.max_body} bytes"
+                        )
+                    chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        break
+        except TimeoutError:
+            raise Refusal(
+                408, "client_timeout", f"the body did not arrive within {self.config.client_timeout:g} s"
+            ) from None
+        ex.bytes_in = size
+        return b"".join(chunks)
+
+    def _check_upstream(self, key: KeyConfig, url: str, ex: _Exchange) -> tuple[str, str, int, str]:
+        target = split_url(url)
+        if target is None:
+            raise Refusal(403, "upstream_not_allowed", "upstream URLs with a user name or password are not allowed")
+        ex.upstream_host = target[1]
+        if key.allow_upstreams and not any(prefix.allows(target) for prefix in key.allow_upstreams):
+            allowed = ", ".join(str(p) for p in key.allow_upstreams)
+            raise Refusal(403, "upstream_not_allowed", f"this key may only reach {allowed}")
+        if not self.config.allow_private_upstreams:
+            try:
+                check_literal(target[1])
+            except ForbiddenAddress:
+                raise Refusal(403, "upstream_not_allowed", "the upstream is not a public address") from None
+        return target
+
+    def _upstream_headers(self, scope: Scope, key: KeyConfig) -> list[tuple[str, str]]:
+        added = {name.lower() for name, _ in key.headers}
+        connection_listed: set[str] = set()
+        for name, value in scope["headers"]:
+            if name == b"connection":
+                connection_listed.update(v.strip().lower() for v in value.decode("latin-1").split(","))
+        out = []
+        for raw_name, raw_value in scope["headers"]:
+            name = raw_name.decode("latin-1")
+            if name in _NOT_UPSTREAM or name in added or name in connection_listed or name.startswith("sec-"):
+                continue
+            out.append((name, raw_value.decode("latin-1")))
+        out.extend(key.headers)
+        # Ask for the bytes as they are, so the gateway can relay (and later read) them unchanged.
+        out.append(("accept-encoding", "identity"))
+        return out
+
+    async def _relay(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        ex: _Exchange,
+        key: KeyConfig,
+        url: str,
+        host: str,
+        body: bytes,
+        origin: str | None,
+    ) -> None:
+        session = self._upstream_session()
+        headers = self._upstream_headers(scope, key)
+        current = asyncio.current_task()
+        assert current is not None
+        state = {"gone": False, "finishing": False}
+
+        def on_message(done: asyncio.Future[Message]) -> None:
+            # Cancel the relay the moment the client hangs up, so the upstream stops generating.
+            if done.cancelled() or done.exception() is not None or state["finishing"]:
+                return
+            if done.result()["type"] == "http.disconnect":
+                state["gone"] = True
+                current.cancel()
+
+        watcher: asyncio.Future[Message] = asyncio.ensure_future(receive())
+        watcher.add_done_callback(on_message)
+        self.metrics.in_flight += 1
+        sent_at = time.perf_counter()
+        response: aiohttp.ClientResponse | None = None
+        try:
+            try:
+                response = await session.request(
+                    ex.method, url, headers=headers, data=body or None, allow_redirects=False, timeout=self._timeout
+                )
+            except ForbiddenAddress:
+                raise Refusal(403, "upstream_not_allowed", "the upstream resolves to a non-public address") from None
+            except (aiohttp.ServerTimeoutError, TimeoutError):
+                raise Refusal(
+                    504, "upstream_timeout", f"the upstream did not answer within its timeout ({host})"
+                ) from None
+            except (aiohttp.ClientError, OSError, ValueError):
+                raise Refusal(502, "upstream_unreachable", f"could not reach the upstream ({host})") from None
+            ex.ttfb = time.perf_counter() - sent_at
+            self.metrics.upstream_ttfb.observe(ex.ttfb)
+            ex.status = response.status
+            ex.code = "ok" if response.status < 400 else "upstream_status"
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": response.status,
+                    "headers": self._downstream_headers(response, ex, origin, key),
+                }
+            )
+            try:
+                async for chunk in response.content.iter_any():
+                    ex.bytes_out += len(chunk)
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                # Return without finishing the response: the server then closes the connection
+                # without the final chunk, so the client sees a broken stream, not a clean end.
+                ex.code = (
+                    "upstream_timeout"
+                    if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError)
+                    else "upstream_broken"
+                )
+                response.close()
+                return
+            state["finishing"] = True
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            self.metrics.upstream_duration.observe(time.perf_counter() - sent_at)
+        except asyncio.CancelledError:
+            if not state["gone"]:
+                raise
+            current.uncancel()
+            ex.status, ex.code = 499, "client_disconnected"
+        finally:
+            watcher.remove_done_callback(on_message)
+            watcher.cancel()
+            if response is not None:
+                response.close()  # after a complete read this is a no-op; mid-stream it drops the connection
+            self.metrics.in_flight -= 1
+
+    def _downstream_headers(
+        self, response: aiohttp.ClientResponse, ex: _Exchange, origin: str | None, key: KeyConfig | None
+    ) -> list[tuple[bytes, bytes]]:
+        out = [
+            (name, value)
+            for name, value in response.raw_headers
+            if name.lower().decode("latin-1") not in _NOT_DOWNSTREAM
+        ]
+        out.append((b"cache-control", b"no-store"))
+        out.append((b"x-request-id", ex.request_id.encode()))
+        out.extend(self._cors(origin, key))
+        return out
+
+    # -- CORS ---------------------------------------------------------------------------------------
+
+    def _origin_allowed(self, origin: str | None, key: KeyConfig | None) -> str | None:
+        if origin is None:
+            return None
+        if self._wildcard or (key is not None and "*" in key.cors_origins):
+            return "*"
+        lowered = origin.lower()
+        if lowered in self._origins or (key is not None and lowered in key.cors_origins):
+            return origin
+        return None
+
+    def _cors(self, origin: str | None, key: KeyConfig | None) -> list[tuple[bytes, bytes]]:
+        allowed = self._origin_allowed(origin, key)
+        if allowed is None:
+            return [(b"vary", b"origin")] if origin is not None else []
+        return [
+            (b"access-control-allow-origin", allowed.encode("latin-1")),
+            (b"access-control-expose-headers", _EXPOSE),
+            (b"vary", b"origin"),
+        ]
+
+    async def _preflight(
+        self, send: Send, ex: _Exchange, origin: str | None, key: KeyConfig | None, headers: dict[str, str]
+    ) -> None:
+        allowed = self._origin_allowed(origin, key)
+        if allowed is None:
+            raise Refusal(403, "origin_not_allowed", "this origin may not call the gateway; configure --cors-origin")
+        requested = headers.get("access-control-request-headers", "")
+        out = [
+            (b"access-control-allow-origin", allowed.encode("latin-1")),
+            (b"access-control-allow-methods", headers["access-control-request-method"].encode("latin-1")),
+            (b"access-control-max-age", b"600"),
+            (b"vary", b"origin"),
+            (b"content-length", b"0"),
+            (b"x-request-id", ex.request_id.encode()),
+        ]
+        if requested:
+            out.append((b"access-control-allow-headers", requested.encode("latin-1")))
+        ex.status, ex.code = 204, "preflight"
+        await send({"type": "http.response.start", "status": 204, "headers": out})
+        await send({"type": "http.response.body", "body": b""})
+
+    # -- local routes and errors -------------------------------------------------------------------
+
+    async def _local_route(self, scope: Scope, send: Send, ex: _Exchange, origin: str | None) -> None:
+        path = scope.get("path", "/")
+        if ex.method in ("GET", "HEAD") and path.endswith("/healthz"):
+            ex.status, ex.code = 200, "health"
+            await self._send_body(send, 200, b'{"status":"ok"}\n', b"application/json", ex, origin, None)
+        elif ex.method in ("GET", "HEAD") and path.endswith("/metrics"):
+            ex.status, ex.code = 200, "metrics"
+            body = self.metrics.render().encode()
+            await self._send_body(send, 200, body, b"text/plain; version=0.0.4; charset=utf-8", ex, origin, None)
+        else:
+            raise Refusal(
+                400 if path == "/" else 404,
+                "malformed" if path == "/" else "not_found",
+                "this is a signgate gateway: send a signed URL (X-Sw-* parameters), GET /healthz or GET /metrics",
+            )
+
+    async def _refuse(self, send: Send, ex: _Exchange, origin: str | None, key: KeyConfig | None, exc: Refusal) -> None:
+        ex.status, ex.code = exc.status, exc.code
+        error: dict[str, Any] = {"code": exc.code, "message": exc.message, "request_id": ex.request_id}
+        retry_after = exc.extra.pop("retry_after", None)
+        error.update(exc.extra)
+        body = json.dumps({"error": error}).encode() + b"\n"
+        extra = [(b"x-signgate-error", exc.code.encode())]
+        if retry_after is not None:
+            extra.append((b"retry-after", str(retry_after).encode()))
+        await self._send_body(send, exc.status, body, b"application/json", ex, origin, key, extra)
+
+    async def _send_body(
+        self,
+        send: Send,
+        status: int,
+        body: bytes,
+        content_type: bytes,
+        ex: _Exchange,
+        origin: str | None,
+        key: KeyConfig | None,
+        extra: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
+        headers = [
+            (b"content-type", content_type),
+            (b"content-length", str(len(body)).encode()),
+            (b"cache-control", b"no-store"),
+            (b"x-request-id", ex.request_id.encode()),
+            *(extra or []),
+            *self._cors(origin, key),
+        ]
+        ex.bytes_out = len(body)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body if ex.method != "HEAD" else b""})
+
+    def _record(self, ex: _Exchange) -> None:
+        self.metrics.requests[(ex.code, ex.status)] += 1
+        self.metrics.bytes_in += ex.bytes_in
+        self.metrics.bytes_out += ex.bytes_out
+        if access_logger.isEnabledFor(logging.INFO):
+            entry = {
+                "ts": round(time.time(), 3),
+                "request_id": ex.request_id,
+                "method": ex.method[:16],
+                "key_id": ex.key_id[:64],
+                "upstream_host": ex.upstream_host,
+                "status": ex.status,
+                "code": ex.code,
+                "duration_ms": round((time.perf_counter() - ex.started) * 1000, 2),
+                "ttfb_ms": None if ex.ttfb is None else round(ex.ttfb * 1000, 2),
+                "bytes_in": ex.bytes_in,
+                "bytes_out": ex.bytes_out,
+            }
+            access_logger.info(json.dumps(entry))
+
+
+def create_app(config: GatewayConfig, *, clock: Callable[[], float] = time.time) -> Gateway:
+    """The ASGI application factory: run it under any ASGI server, or mount it in your own app."""
+    return Gateway(config, clock=clock)

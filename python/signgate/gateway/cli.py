@@ -1,0 +1,268 @@
+"""``signgate serve``: run the gateway under uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from dataclasses import replace
+from typing import Any
+
+from ..cli import CommandError, parse_header, secret_from_env
+from .config import (
+    ConfigError,
+    GatewayConfig,
+    KeyConfig,
+    UpstreamPrefix,
+    check_header,
+    check_key_id,
+    check_origin,
+    expand_env,
+    load_toml,
+    parse_size,
+)
+
+_ARGV_ENV = "_SIGNGATE_SERVE_ARGV"
+
+SERVE_EPILOG = """\
+examples:
+  # Signway-compatible (the secret and the API key end up in the process list; prefer the next form)
+  signgate serve my-id my-secret --header 'Authorization: Bearer sk-...'
+
+  # secrets from the environment, one upstream allowed, one browser origin
+  export SIGNGATE_SECRET=... OPENAI_API_KEY=...
+  signgate serve --id my-id --secret-env SIGNGATE_SECRET \\
+      --header-env 'Authorization=Bearer ${OPENAI_API_KEY}' \\
+      --allow-upstream https://api.openai.com/v1/ --cors-origin https://app.example.com
+
+  # many keys, rotation, limits: a TOML file (see docs/operations.md)
+  signgate serve --config gateway.toml
+"""
+
+
+def add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="run the gateway: verify signed URLs, add the API key, stream the answer back",
+        description="Run the gateway. Each request must carry a valid SW1 signature; it is forwarded to the "
+        "signed upstream with the key's headers added, and the answer is streamed back.",
+        epilog=SERVE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("key_id", nargs="?", metavar="ID", help="key id (Signway-compatible form)")
+    p.add_argument("secret", nargs="?", metavar="SECRET", help="its secret (Signway-compatible form; visible in ps)")
+    key = p.add_argument_group("one key from flags")
+    key.add_argument("--id", dest="flag_id", metavar="ID", help="key id")
+    key.add_argument(
+        "--secret-env",
+        action="append",
+        default=[],
+        metavar="VAR",
+        help="variable holding the key's secret (repeat for rotation: every secret verifies)",
+    )
+    key.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        metavar="'K: V'",
+        help="header added to every upstream request (Signway-compatible)",
+    )
+    key.add_argument(
+        "--header-env",
+        action="append",
+        default=[],
+        metavar="'K=TEMPLATE'",
+        help="header added upstream, ${VAR} expanded from the environment, "
+        "e.g. 'Authorization=Bearer ${OPENAI_API_KEY}'",
+    )
+    key.add_argument(
+        "--allow-upstream",
+        action="append",
+        default=[],
+        metavar="PREFIX",
+        help="upstream origin and path prefix the key may reach (repeatable); without any, "
+        "every public upstream is allowed, as in Signway",
+    )
+    p.add_argument("--config", metavar="FILE", help="TOML file with [gateway] settings and [keys.<id>] tables")
+    srv = p.add_argument_group("server")
+    srv.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    srv.add_argument("--port", type=int, default=3000, help="port to listen on (default: 3000)")
+    srv.add_argument("--workers", type=int, default=1, help="worker processes (default: 1)")
+    srv.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="browser origin allowed to call the gateway (repeatable; '*' for any)",
+    )
+    srv.add_argument(
+        "--allow-private-upstreams",
+        action="store_true",
+        help="allow upstreams on loopback, private and link-local addresses (tests, local models)",
+    )
+    lim = p.add_argument_group("limits")
+    lim.add_argument("--max-body", metavar="SIZE", help="largest request body (default: 1MiB)")
+    lim.add_argument("--max-header-bytes", metavar="SIZE", help="largest request header block (default: 16KiB)")
+    lim.add_argument(
+        "--max-streams", type=int, metavar="N", help="concurrent upstream requests per worker (default: 9000)"
+    )
+    lim.add_argument("--max-expires", type=int, metavar="SECONDS", help="longest accepted X-Sw-Expires (default: 3600)")
+    lim.add_argument("--connect-timeout", type=float, metavar="SECONDS", help="upstream connect timeout (default: 10)")
+    lim.add_argument(
+        "--read-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="longest upstream silence, before headers or between chunks (default: 300)",
+    )
+    lim.add_argument(
+        "--client-timeout", type=float, metavar="SECONDS", help="time to receive a request body (default: 30)"
+    )
+    lim.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="on SIGTERM, how long in-flight streams may finish (default: 30)",
+    )
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--no-access-log", action="store_true", help="do not write JSON access log lines")
+    p.set_defaults(run=run_serve, command="serve")
+
+
+def config_from_args(args: argparse.Namespace) -> GatewayConfig:
+    """Build and validate the configuration; raises ConfigError or CommandError naming the problem."""
+    config = load_toml(args.config) if args.config else GatewayConfig()
+    changes: dict[str, Any] = {}
+    for name in ("max_streams", "max_expires", "connect_timeout", "read_timeout", "client_timeout", "shutdown_timeout"):
+        value = getattr(args, name)
+        if value is not None:
+            if value <= 0:
+                raise CommandError(f"--{name.replace('_', '-')} must be positive, got {value}")
+            changes[name] = value
+    for name in ("max_body", "max_header_bytes"):
+        if getattr(args, name) is not None:
+            changes[name] = parse_size(getattr(args, name), f"--{name.replace('_', '-')}")
+    if args.cors_origin:
+        changes["cors_origins"] = config.cors_origins + tuple(
+            check_origin(o, "--cors-origin") for o in args.cors_origin
+        )
+    if args.allow_private_upstreams:
+        changes["allow_private_upstreams"] = True
+    config = replace(config, **changes)
+
+    key = _key_from_flags(args)
+    if key is not None:
+        config = config.with_key(key)
+    elif args.header or args.header_env or args.allow_upstream or args.secret_env:
+        raise CommandError(
+            "--header, --header-env, --allow-upstream and --secret-env need a key: give --id ID or ID SECRET"
+        )
+    if not config.keys:
+        raise CommandError("no keys configured: give ID SECRET, --id ID --secret-env VAR, or --config FILE")
+    return config
+
+
+def _key_from_flags(args: argparse.Namespace) -> KeyConfig | None:
+    if args.key_id and args.flag_id:
+        raise CommandError("give the key id once: either ID SECRET or --id ID")
+    key_id = args.key_id or args.flag_id
+    if key_id is None:
+        return None
+    check_key_id(key_id, "ID")
+    secrets = [args.secret] if args.secret else []
+    secrets += [secret_from_env(var) for var in args.secret_env]
+    if not secrets:
+        raise CommandError(f"key {key_id!r} has no secret: give it as SECRET or with --secret-env VAR")
+    headers = [check_header(*parse_header(h), "--header") for h in args.header]
+    for spec in args.header_env:
+        name, sep, template = spec.partition("=")
+        if not sep:
+            raise CommandError(f"--header-env {spec[:40]!r} must look like 'Name=template with ${{VAR}}'")
+        headers.append(check_header(name.strip(), expand_env(template, f"--header-env {name.strip()}"), "--header-env"))
+    uppers = tuple(UpstreamPrefix.parse(p, "--allow-upstream") for p in args.allow_upstream)
+    return KeyConfig(id=key_id, secrets=tuple(secrets), headers=tuple(headers), allow_upstreams=uppers)
+
+
+def _logging_config(level: str, access: bool) -> dict[str, Any]:
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {
+            "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+            "json": {"format": "%(message)s"},
+        },
+        "handlers": {
+            "stderr": {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stderr"},
+            "access": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"},
+        },
+        "loggers": {
+            "uvicorn": {"handlers": ["stderr"], "level": level.upper(), "propagate": False},
+            "uvicorn.error": {"handlers": ["stderr"], "level": level.upper(), "propagate": False},
+            # uvicorn's access log prints the query string, which holds the signature: never enable it.
+            "uvicorn.access": {"handlers": [], "level": "CRITICAL", "propagate": False},
+            "signgate": {"handlers": ["stderr"], "level": level.upper(), "propagate": False},
+            "signgate.access": {
+                "handlers": ["access"] if access else [],
+                "level": "INFO" if access else "CRITICAL",
+                "propagate": False,
+            },
+        },
+    }
+
+
+def _parse_serve_argv(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="signgate")
+    add_serve(parser.add_subparsers())
+    return parser.parse_args(["serve", *argv])
+
+
+def worker_app() -> Any:
+    """uvicorn's factory in each worker process: rebuild the configuration from the same argv."""
+    from .app import create_app
+
+    args = _parse_serve_argv(json.loads(os.environ[_ARGV_ENV]))
+    return create_app(config_from_args(args))
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .app import create_app
+
+    try:
+        config = config_from_args(args)
+    except ConfigError as exc:
+        raise CommandError(str(exc)) from None
+    if args.header:
+        print(
+            "signgate serve: warning: --header puts its value in the process list; prefer --header-env "
+            "'Name=... ${VAR}' for API keys",
+            file=sys.stderr,
+        )
+    if args.workers < 1:
+        raise CommandError(f"--workers must be at least 1, got {args.workers}")
+    options: dict[str, Any] = {
+        "host": args.host,
+        "port": args.port,
+        "loop": "uvloop",
+        "http": "httptools",
+        "lifespan": "on",
+        "access_log": False,
+        "log_config": _logging_config(args.log_level, not args.no_access_log),
+        "timeout_graceful_shutdown": config.shutdown_timeout,
+        "server_header": False,
+        "backlog": 4096,
+    }
+    keys = ", ".join(sorted(config.keys))
+    print(
+        f"signgate gateway on http://{args.host}:{args.port} (keys: {keys}; workers: {args.workers})", file=sys.stderr
+    )
+    if args.workers == 1:
+        uvicorn.run(create_app(config), **options)
+    else:
+        argv = sys.argv[sys.argv.index("serve") + 1 :] if "serve" in sys.argv else []
+        os.environ[_ARGV_ENV] = json.dumps(argv)
+        uvicorn.run("signgate.gateway.cli:worker_app", factory=True, workers=args.workers, **options)
+    logging.shutdown()
+    return 0

@@ -1,0 +1,269 @@
+"""Gateway configuration: keys, their secrets, the headers they add and where they may go.
+
+Configuration is validated once, at start-up; a mistake stops the gateway with a
+:class:`ConfigError` naming the file, the key and the field.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from .. import scheme
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_SIZE = re.compile(r"(\d+)\s*(|b|k|kb|kib|m|mb|mib)", re.I)
+_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 2**20, "mb": 2**20, "mib": 2**20}
+
+
+class ConfigError(ValueError):
+    """Configuration that cannot work; the message names where and what."""
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamPrefix:
+    """An allowed upstream: an exact origin and a path prefix that ends at a segment boundary."""
+
+    scheme: str
+    host: str
+    port: int
+    path: str
+
+    @classmethod
+    def parse(cls, text: str, where: str) -> UpstreamPrefix:
+        url = scheme.normalize_upstream(text)
+        if url is None or not url.startswith(("http://", "https://")):
+            raise ConfigError(f"{where}: {text!r} is not an http(s) URL prefix, e.g. 'https://api.openai.com/v1/'")
+        parsed = split_url(url)
+        if parsed is None:
+            raise ConfigError(f"{where}: {text!r} must not hold a user name or password")
+        if "?" in url or "#" in url:
+            raise ConfigError(f"{where}: {text!r} must not hold a query or fragment")
+        return cls(*parsed[:3], parsed[3].split("?", 1)[0])
+
+    def allows(self, target: tuple[str, str, int, str]) -> bool:
+        target_scheme, host, port, path = target
+        if (target_scheme, host, port) != (self.scheme, self.host, self.port):
+            return False
+        if self.path.endswith("/"):
+            return path.startswith(self.path)
+        return path == self.path or path.startswith(self.path + "/") or path.startswith(self.path + "?")
+
+    def __str__(self) -> str:
+        default = 443 if self.scheme == "https" else 80
+        port = "" if self.port == default else f":{self.port}"
+        return f"{self.scheme}://{self.host}{port}{self.path}"
+
+
+def split_url(url: str) -> tuple[str, str, int, str] | None:
+    """(scheme, host, port, path+query) of a normalised http(s) URL; None if it has userinfo."""
+    scheme_, rest = url.split("://", 1)
+    slash = rest.find("/")
+    authority, path = (rest, "/") if slash < 0 else (rest[:slash], rest[slash:])
+    if "@" in authority:
+        return None
+    path = path.split("#", 1)[0]
+    if authority.startswith("["):
+        end = authority.index("]")
+        host, port_text = authority[1:end], authority[end + 2 :]
+    else:
+        host, _, port_text = authority.partition(":")
+    port = int(port_text) if port_text else (443 if scheme_ == "https" else 80)
+    return scheme_, host, port, path
+
+
+@dataclass(frozen=True, slots=True)
+class KeyConfig:
+    """One signing key: its secrets (several while rotating), what it adds, where it may go."""
+
+    id: str
+    secrets: tuple[str, ...]
+    headers: tuple[tuple[str, str], ...] = ()
+    allow_upstreams: tuple[UpstreamPrefix, ...] = ()
+    cors_origins: tuple[str, ...] = ()
+    max_expires: int | None = None
+
+    def __repr__(self) -> str:  # never show secrets or header values
+        return f"KeyConfig(id={self.id!r}, secrets=<{len(self.secrets)}>, headers={[k for k, _ in self.headers]})"
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    """Everything a gateway process needs. Sizes in bytes, times in seconds."""
+
+    keys: dict[str, KeyConfig] = field(default_factory=dict)
+    cors_origins: tuple[str, ...] = ()
+    allow_private_upstreams: bool = False
+    max_body: int = 1024 * 1024
+    max_header_bytes: int = 16 * 1024
+    max_streams: int = 9000
+    max_expires: int = 3600
+    skew: int = 60
+    connect_timeout: float = 10.0
+    read_timeout: float = 300.0
+    client_timeout: float = 30.0
+    shutdown_timeout: float = 30.0
+
+    def __repr__(self) -> str:
+        return f"GatewayConfig(keys={sorted(self.keys)}, max_streams={self.max_streams})"
+
+    def with_key(self, key: KeyConfig) -> GatewayConfig:
+        if key.id in self.keys:
+            raise ConfigError(f"key {key.id!r} is configured twice")
+        return replace(self, keys={**self.keys, key.id: key})
+
+
+def expand_env(template: str, where: str) -> str:
+    """Replace ``${VAR}`` with the environment's value; a missing variable is a ConfigError."""
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        got = os.environ.get(name)
+        if not got:
+            raise ConfigError(f"{where}: the environment variable {name} is not set or empty")
+        return got
+
+    return _VAR.sub(value, template)
+
+
+def check_header(name: str, value: str, where: str) -> tuple[str, str]:
+    if not _TOKEN.fullmatch(name):
+        raise ConfigError(f"{where}: {name!r} is not a valid header name")
+    if any(c in value for c in "\r\n\x00"):
+        raise ConfigError(f"{where}: the value of {name!r} contains CR, LF or NUL")
+    return name, value.strip()
+
+
+def check_key_id(key_id: str, where: str) -> str:
+    if not key_id or "/" in key_id:
+        raise ConfigError(f"{where}: key id {key_id!r} must be non-empty and must not contain '/'")
+    return key_id
+
+
+def check_origin(origin: str, where: str) -> str:
+    if origin == "*":
+        return origin
+    if not re.fullmatch(r"https?://[^/?#\s]+", origin):
+        raise ConfigError(f"{where}: {origin!r} is not an origin like 'https://app.example.com' (no path) or '*'")
+    return origin.lower()
+
+
+def parse_size(value: Any, where: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    match = _SIZE.fullmatch(str(value).strip())
+    if not match or int(match.group(1)) <= 0:
+        raise ConfigError(f"{where}: {value!r} is not a size like 1048576, '512k' or '1MiB'")
+    return int(match.group(1)) * _UNITS[match.group(2).lower()]
+
+
+def _positive(value: Any, where: str, kind: type = float) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ConfigError(f"{where}: must be a positive number, got {value!r}")
+    if kind is int and not isinstance(value, int):
+        raise ConfigError(f"{where}: must be a whole number, got {value!r}")
+    return kind(value)
+
+
+def _str_list(value: Any, where: str) -> list[str]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where}: must be a list of strings")
+    return list(value)
+
+
+_GATEWAY_FIELDS: dict[str, Callable[[Any, str], Any]] = {
+    "max_body": lambda v, w: parse_size(v, w),
+    "max_header_bytes": lambda v, w: parse_size(v, w),
+    "max_streams": lambda v, w: _positive(v, w, int),
+    "max_expires": lambda v, w: _positive(v, w, int),
+    "skew": lambda v, w: _positive(v, w, int),
+    "connect_timeout": lambda v, w: _positive(v, w),
+    "read_timeout": lambda v, w: _positive(v, w),
+    "client_timeout": lambda v, w: _positive(v, w),
+    "shutdown_timeout": lambda v, w: _positive(v, w),
+}
+_KEY_FIELDS = {"secrets", "secret_env", "headers", "allow_upstreams", "cors_origins", "max_expires"}
+
+
+def load_toml(path: str | Path, base: GatewayConfig | None = None) -> GatewayConfig:
+    """Read a TOML configuration file (format in docs/operations.md) on top of ``base``."""
+    where = str(path)
+    try:
+        data = tomllib.loads(Path(path).read_text())
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read the file: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where}: not valid TOML: {exc}") from None
+
+    config = base or GatewayConfig()
+    unknown = set(data) - {"gateway", "keys"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown section(s) {sorted(unknown)}; expected [gateway] and [keys.<id>]")
+    gateway = data.get("gateway", {})
+    changes: dict[str, Any] = {}
+    for name, value in gateway.items():
+        field_where = f"{where}: gateway.{name}"
+        if name in _GATEWAY_FIELDS:
+            changes[name] = _GATEWAY_FIELDS[name](value, field_where)
+        elif name == "cors_origins":
+            changes[name] = tuple(check_origin(o, field_where) for o in _str_list(value, field_where))
+        elif name == "allow_private_upstreams":
+            if not isinstance(value, bool):
+                raise ConfigError(f"{field_where}: must be true or false")
+            changes[name] = value
+        else:
+            raise ConfigError(f"{field_where}: unknown setting; known: {sorted([*_GATEWAY_FIELDS, 'cors_origins'])}")
+    config = replace(config, **changes)
+
+    keys = data.get("keys", {})
+    if not isinstance(keys, dict):
+        raise ConfigError(f"{where}: [keys] must be tables like [keys.my-app]")
+    for key_id, table in keys.items():
+        config = config.with_key(_key_from_table(key_id, table, f"{where}: keys.{key_id}"))
+    return config
+
+
+def _key_from_table(key_id: str, table: Any, where: str) -> KeyConfig:
+    check_key_id(key_id, where)
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: must be a table")
+    unknown = set(table) - _KEY_FIELDS
+    if unknown:
+        raise ConfigError(f"{where}: unknown field(s) {sorted(unknown)}; known: {sorted(_KEY_FIELDS)}")
+    secrets = _str_list(table.get("secrets", []), f"{where}.secrets")
+    for var in _str_list(table.get("secret_env", []), f"{where}.secret_env"):
+        secrets.append(expand_env("${" + var + "}", f"{where}.secret_env"))
+    if not secrets or not all(secrets):
+        raise ConfigError(f'{where}: needs at least one non-empty secret (secrets = [...] or secret_env = ["VAR"])')
+    headers_table = table.get("headers", {})
+    if not isinstance(headers_table, dict):
+        raise ConfigError(f'{where}.headers: must be a table of name = "value"')
+    headers = tuple(
+        check_header(name, expand_env(str(value), f"{where}.headers.{name}"), f"{where}.headers")
+        for name, value in headers_table.items()
+    )
+    uppers = tuple(
+        UpstreamPrefix.parse(p, f"{where}.allow_upstreams")
+        for p in _str_list(table.get("allow_upstreams", []), f"{where}.allow_upstreams")
+    )
+    origins = tuple(
+        check_origin(o, f"{where}.cors_origins")
+        for o in _str_list(table.get("cors_origins", []), f"{where}.cors_origins")
+    )
+    max_expires = table.get("max_expires")
+    return KeyConfig(
+        id=key_id,
+        secrets=tuple(secrets),
+        headers=headers,
+        allow_upstreams=uppers,
+        cors_origins=origins,
+        max_expires=None if max_expires is None else _positive(max_expires, f"{where}.max_expires", int),
+    )

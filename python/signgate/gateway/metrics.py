@@ -1,0 +1,75 @@
+"""Prometheus metrics, kept in plain counters so the hot path pays a dict update, not a lock.
+
+Each worker process keeps its own numbers and labels them with ``worker`` (its pid).
+"""
+
+from __future__ import annotations
+
+import os
+from bisect import bisect_left
+from collections import Counter
+
+_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+
+
+class Histogram:
+    def __init__(self, name: str, help_text: str) -> None:
+        self.name = name
+        self.help = help_text
+        self.counts = [0] * (len(_BUCKETS) + 1)
+        self.sum = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect_left(_BUCKETS, seconds)] += 1
+        self.sum += seconds
+
+    def render(self, labels: str) -> list[str]:
+        lines = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} histogram"]
+        total = 0
+        for bound, count in zip(_BUCKETS, self.counts, strict=False):
+            total += count
+            lines.append(f'{self.name}_bucket{{{labels},le="{bound}"}} {total}')
+        total += self.counts[-1]
+        lines.append(f'{self.name}_bucket{{{labels},le="+Inf"}} {total}')
+        lines.append(f"{self.name}_sum{{{labels}}} {self.sum:.6f}")
+        lines.append(f"{self.name}_count{{{labels}}} {total}")
+        return lines
+
+
+class Metrics:
+    """What ``GET /metrics`` reports."""
+
+    def __init__(self) -> None:
+        self.requests: Counter[tuple[str, int]] = Counter()  # (outcome code, status)
+        self.in_flight = 0
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.upstream_duration = Histogram(
+            "signgate_upstream_duration_seconds", "Time from sending upstream to the end of its answer."
+        )
+        self.upstream_ttfb = Histogram(
+            "signgate_upstream_ttfb_seconds", "Time from sending upstream to its first response byte."
+        )
+
+    def render(self) -> str:
+        worker = f'worker="{os.getpid()}"'
+        lines = [
+            "# HELP signgate_requests_total Requests by outcome code and HTTP status.",
+            "# TYPE signgate_requests_total counter",
+        ]
+        for (code, status), count in sorted(self.requests.items()):
+            lines.append(f'signgate_requests_total{{{worker},code="{code}",status="{status}"}} {count}')
+        lines += [
+            "# HELP signgate_streams_in_flight Upstream requests being relayed now.",
+            "# TYPE signgate_streams_in_flight gauge",
+            f"signgate_streams_in_flight{{{worker}}} {self.in_flight}",
+            "# HELP signgate_bytes_in_total Request body bytes received from clients.",
+            "# TYPE signgate_bytes_in_total counter",
+            f"signgate_bytes_in_total{{{worker}}} {self.bytes_in}",
+            "# HELP signgate_bytes_out_total Response body bytes sent to clients.",
+            "# TYPE signgate_bytes_out_total counter",
+            f"signgate_bytes_out_total{{{worker}}} {self.bytes_out}",
+        ]
+        lines += self.upstream_duration.render(worker)
+        lines += self.upstream_ttfb.render(worker)
+        return "\n".join(lines) + "\n"

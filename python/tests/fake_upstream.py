@@ -1,0 +1,123 @@
+"""A test upstream on a real socket, run as its own process: ``python fake_upstream.py PORT``.
+
+It is the LLM side of the gateway tests (we cannot reach a real one): it echoes what it
+received, streams SSE with pauses, stalls, breaks mid-stream, redirects, and counts the
+streams whose client (the gateway) hung up, at ``GET /stats``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+
+from aiohttp import web
+
+stats = {"streams_started": 0, "streams_completed": 0, "streams_disconnected": 0, "requests": 0}
+sent_at: dict[str, list[float]] = {}
+
+
+async def echo(request: web.Request) -> web.Response:
+    stats["requests"] += 1
+    body = await request.read()
+    return web.json_response(
+        {
+            "method": request.method,
+            "path": request.path_qs,
+            "headers": [[k, v] for k, v in request.headers.items()],
+            "body": body.decode("utf-8", "replace"),
+        },
+        headers={"Set-Cookie": "upstream=1", "X-Upstream": "yes", "Connection": "keep-alive"},
+    )
+
+
+async def sse(request: web.Request) -> web.StreamResponse:
+    """n events, interval seconds apart; records when each was sent under ?id=."""
+    stats["requests"] += 1
+    stats["streams_started"] += 1
+    n = int(request.query.get("n", "5"))
+    interval = float(request.query.get("interval", "0.01"))
+    stream_id = request.query.get("id", "")
+    times = sent_at.setdefault(stream_id, [])
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await response.prepare(request)
+    try:
+        for i in range(n):
+            await response.write(f"data: {json.dumps({'i': i})}\n\n".encode())
+            times.append(time.time())
+            await asyncio.sleep(interval)
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+    except (ConnectionResetError, asyncio.CancelledError):
+        stats["streams_disconnected"] += 1
+        raise
+    stats["streams_completed"] += 1
+    return response
+
+
+async def sent(request: web.Request) -> web.Response:
+    return web.json_response(sent_at.get(request.query.get("id", ""), []))
+
+
+async def stall(request: web.Request) -> web.StreamResponse:
+    stats["requests"] += 1
+    if request.query.get("where") == "headers":
+        await asyncio.sleep(60)
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await response.prepare(request)
+    await response.write(b"data: first\n\n")
+    await asyncio.sleep(60)
+    return response
+
+
+async def broken(request: web.Request) -> web.StreamResponse:
+    stats["requests"] += 1
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    await response.write(b"data: partial\n\n")
+    await asyncio.sleep(0.05)
+    assert request.transport is not None
+    request.transport.close()  # no final chunk: the stream breaks
+    return response
+
+
+async def redirect(request: web.Request) -> web.Response:
+    raise web.HTTPFound("http://127.0.0.2:1/elsewhere")
+
+
+async def status(request: web.Request) -> web.Response:
+    code = int(request.match_info["code"])
+    return web.json_response(
+        {"error": {"message": "upstream says no", "type": "test", "code": code}},
+        status=code,
+        headers={"Retry-After": "7"} if code == 429 else {},
+    )
+
+
+async def health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def get_stats(request: web.Request) -> web.Response:
+    return web.json_response(stats)
+
+
+def make_app() -> web.Application:
+    app = web.Application()
+    app.router.add_route("*", "/v1/echo", echo)
+    app.router.add_route("*", "/v1/sse", sse)
+    app.router.add_get("/v1/sent", sent)
+    app.router.add_route("*", "/v1/stall", stall)
+    app.router.add_route("*", "/v1/broken", broken)
+    app.router.add_route("*", "/v1/redirect", redirect)
+    app.router.add_route("*", "/v1/status/{code}", status)
+    app.router.add_route("*", "/other/echo", echo)
+    app.router.add_get("/healthz", health)
+    app.router.add_get("/stats", get_stats)
+    return app
+
+
+if __name__ == "__main__":
+    web.run_app(make_app(), host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
