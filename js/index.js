@@ -397,3 +397,224 @@ export const createJSONParser = () => {
 	};
 	return parser;
 };
+
+const run = async (options, call, keepListening) => {
+	const {signal, timeout} = options;
+	const context = {where: ''};
+	let controller;
+	let timer;
+	let timedOut;
+	const abort = () => controller.abort(signal.reason);
+	if (timeout != null && timeout < 2 ** 31) {
+		controller = new AbortController();
+		if (signal?.aborted) {
+			abort();
+		}
+
+		// Kept by signedFetch: the caller still reads the body, and its signal must still stop that.
+		signal?.addEventListener('abort', abort, {once: true});
+		timer = setTimeout(() => {
+			timedOut = true;
+			controller.abort();
+		}, timeout);
+	}
+
+	const active = controller?.signal ?? signal;
+	try {
+		return await call(active, context);
+	} catch (error) {
+		if (active?.aborted) {
+			throw timedOut
+				? new TimeoutError(`${context.where} timed out after ${timeout} ms`, {cause: error})
+				: new AbortError(`${context.where} was aborted`, {cause: signal.reason});
+		}
+
+		throw error;
+	} finally {
+		clearTimeout(timer);
+		if (!keepListening) {
+			signal?.removeEventListener('abort', abort);
+		}
+	}
+};
+
+const request = async (signEndpoint, payload, options, signal, context) => {
+	const fetch_ = options.fetch ?? fetch;
+	for (let retried = false; ; retried = true) {
+		context.where = 'POST ' + bare(signEndpoint);
+		const headers = new Headers(options.headers);
+		if (!headers.has('content-type')) {
+			headers.set('content-type', 'application/json');
+		}
+
+		let response;
+		let text;
+		try {
+			response = await fetch_(signEndpoint, {
+				method: 'POST',
+				headers,
+				body: JSON.stringify(payload),
+				credentials: options.credentials ?? 'same-origin',
+				signal,
+			});
+			text = await response.text();
+		} catch (cause) {
+			throw new SignEndpointError(`${context.where} failed: the sign endpoint could not be reached`, {status: response?.status ?? 0, cause});
+		}
+
+		if (!response.ok) {
+			throw new SignEndpointError(`${context.where} answered ${response.status}`, {status: response.status, body: text});
+		}
+
+		const signed = parseOrUndefined(text);
+		if (typeof signed?.url !== 'string') {
+			throw new SignEndpointError(`${context.where} did not answer with a signed request {url, method, headers, body}`, {status: response.status, body: text});
+		}
+
+		context.where = `${signed.method} ${bare(signed.url)}`;
+		try {
+			// Exactly what the backend signed; the gateway never gets the app's cookies.
+			response = await fetch_(signed.url, {
+				method: signed.method,
+				headers: signed.headers,
+				body: signed.body,
+				credentials: 'omit',
+				signal,
+			});
+		} catch (cause) {
+			throw new GatewayError(`${context.where} failed: the gateway could not be reached`, {code: 'network_error', status: 0, cause});
+		}
+
+		if (response.ok) {
+			return response;
+		}
+
+		const {status} = response;
+		const code = response.headers.get('x-signgate-error');
+		text = await response.text().catch(() => '');
+		const error = parseOrUndefined(text)?.error;
+		if (code) {
+			// An expired URL is the one refusal a fresh signature cures; the answer has not begun.
+			if (code === 'expired' && status === 401 && !retried) {
+				continue;
+			}
+
+			throw new GatewayError(`${context.where} was refused by the gateway: ${status} ${code}${error?.message ? ': ' + error.message : ''}`, {code, status, error: error ?? {code}});
+		}
+
+		const kind = error?.code ?? error?.type;
+		throw new UpstreamError(`${context.where}: the upstream answered ${status}${kind ? ` (${kind})` : ''}`, {status, error, body: text});
+	}
+};
+
+export const signedFetch = (signEndpoint, payload, options = {}) =>
+	run(options, (signal, context) => request(signEndpoint, payload, options, signal, context), true);
+
+export const askJSON = (signEndpoint, payload, options = {}) => run(options, async (signal, context) => {
+	const response = await request(signEndpoint, payload, options, signal, context);
+	const {where} = context;
+	let parser = createJSONParser();
+	let text = '';
+	let finish;
+	const take = delta => {
+		text += delta;
+		options.onText?.(delta);
+		let changed;
+		try {
+			changed = parser?.feed(delta);
+		} catch {
+			parser = undefined; // Not JSON as it stands; the end may still be (see below).
+		}
+
+		if (changed) {
+			options.onPartial?.(parser.value);
+		}
+	};
+
+	if (/text\/event-stream/.test(response.headers.get('content-type'))) {
+		let complete;
+		const events = createSSEParser({
+			onEvent({data}) {
+				if (data === '[DONE]') {
+					complete = true;
+				}
+
+				if (complete) {
+					return;
+				}
+
+				const chunk = parseOrUndefined(data);
+				if (chunk?.error) {
+					throw new UpstreamError(`${where}: the upstream sent an error in the stream`, {status: response.status, error: chunk.error});
+				}
+
+				const choice = chunk?.choices?.[0];
+				if (choice?.delta?.content) {
+					take(choice.delta.content);
+				}
+
+				finish = choice?.finish_reason || finish;
+			},
+		});
+		const reader = response.body.getReader();
+		try {
+			while (!complete) {
+				let chunk;
+				try {
+					chunk = await reader.read();
+				} catch (cause) {
+					if (finish) {
+						break;
+					}
+
+					throw new StreamError(`${where}: the stream broke before the answer was complete`, {cause});
+				}
+
+				if (chunk.done) {
+					break;
+				}
+
+				try {
+					events.feed(chunk.value);
+				} catch (error) {
+					if (error.code === 'sse_buffer_overflow') {
+						error.message = `${where}: ${error.message}`;
+					}
+
+					throw error;
+				}
+			}
+		} finally {
+			reader.cancel().catch(() => {});
+		}
+
+		if (!complete && !finish) {
+			throw new StreamError(`${where}: the stream ended before the answer was complete`);
+		}
+	} else {
+		const body = await response.text();
+		const choice = parseOrUndefined(body)?.choices?.[0];
+		if (!choice?.message) {
+			throw new UpstreamError(`${where}: the upstream answered ${response.status} without a chat completion`, {status: response.status, body});
+		}
+
+		if (choice.message.content) {
+			take(choice.message.content);
+		}
+
+		finish = choice.finish_reason;
+	}
+
+	if (parser) {
+		try {
+			return parser.end();
+		} catch {}
+	}
+
+	try {
+		// A model without a JSON mode often fences its answer: ```json ... ```
+		return JSON.parse(text.trim().replace(/^```\w*|```$/g, ''));
+	} catch (cause) {
+		throw new OutputParseError(`${where}: the model's answer is not JSON${finish && finish !== 'stop' ? ` (finish_reason: ${finish})` : ''}`, {text, cause});
+	}
+});
