@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: test demo lint typecheck pytest bench clean
+.PHONY: test demo lint typecheck pytest jstest bench clean
 
 # Re-installs when pyproject.toml changes; the stamp records the last successful install.
 $(VENV)/.installed: pyproject.toml
@@ -15,6 +15,11 @@ $(VENV)/.installed: pyproject.toml
 	@touch $@
 
 venv: $(VENV)/.installed
+
+# The same stamp idea for the browser helper's dev tools (typescript, esbuild).
+node_modules/.installed: package.json package-lock.json
+	npm ci
+	@touch $@
 
 lint: venv
 	$(BIN)/ruff check python bench
@@ -26,7 +31,11 @@ typecheck: venv
 pytest: venv
 	$(BIN)/pytest
 
-test: lint typecheck pytest
+jstest: node_modules/.installed
+	npm test
+	npm run size
+
+test: lint typecheck pytest jstest
 
 bench: venv
 	$(PY) bench/bench_signer.py

@@ -1,0 +1,426 @@
+/**
+The signed request a backend's sign endpoint answers with. The browser sends it exactly as given.
+
+@example
+```
+// What a backend's sign endpoint sends back:
+const signed: SignedRequest = {
+	url: 'https://gateway.example/v1/chat/completions?X-Sw-Algorithm=SW1-HMAC-SHA256&…',
+	method: 'POST',
+	headers: {'content-type': 'application/json'},
+	body: '{"model":"gpt-4o-mini","stream":true,"messages":[…]}',
+};
+```
+*/
+export type SignedRequest = {
+	/** The gateway URL. Its query string holds the signature: never log it. */
+	url: string;
+	method: string;
+	headers: Record<string, string>;
+	/** The request body, already serialised, or null. */
+	body: string | null;
+};
+
+/**
+Options of `signedFetch` and `askJSON`.
+
+@example
+```
+const options: SignedFetchOptions = {headers: {'x-csrf-token': token}, timeout: 30_000};
+```
+*/
+export type SignedFetchOptions = {
+	/**
+	Credentials for the call to the sign endpoint (the app's own backend). The gateway call always uses `'omit'`.
+
+	@default 'same-origin'
+	*/
+	readonly credentials?: RequestCredentials;
+
+	/** Extra headers for the sign endpoint, e.g. a CSRF token. `content-type: application/json` is added unless given. */
+	readonly headers?: HeadersInit;
+
+	/** A fetch implementation to use instead of the global one. */
+	readonly fetch?: typeof fetch;
+
+	/** Aborts the call; it then rejects with `AbortError`. */
+	readonly signal?: AbortSignal;
+
+	/**
+	Milliseconds before the call rejects with `TimeoutError`. For `askJSON` it covers the whole call. For `signedFetch` it covers signing and the gateway's response headers; `signal` still governs the body, through a listener left on it until it aborts.
+
+	@default Infinity
+	*/
+	readonly timeout?: number;
+};
+
+/**
+What the answer looks like while it streams in: some keys, shorter arrays, strings cut short.
+
+@example
+```
+type Recipe = {title: string; steps: string[]};
+const partial: PartialJSON<Recipe> = {title: 'Panc'};
+```
+*/
+export type PartialJSON<T> = T extends Array<infer Item>
+	? Array<PartialJSON<Item>>
+	: T extends Record<string, unknown>
+		? {[Key in keyof T]?: PartialJSON<T[Key]>}
+		: T;
+
+/**
+Options of `askJSON`: those of `signedFetch`, and callbacks that follow the answer as it streams in.
+
+@example
+```
+const options: AskJSONOptions<{title: string}> = {
+	onText: delta => output.append(delta),
+	onPartial: partial => (heading.textContent = partial.title ?? ''),
+};
+```
+*/
+export type AskJSONOptions<T = unknown> = SignedFetchOptions & {
+	/** Called with each piece of the assistant's text as it arrives. */
+	readonly onText?: (delta: string) => void;
+
+	/**
+	Called with the answer parsed so far, each time it changed. Complete keys and values appear as they finish; a string value appears as soon as its opening quote arrives and grows as the text comes in; numbers, `true`, `false` and `null` appear once complete.
+
+	The same object is updated in place between calls (this keeps the parsing linear): copy it, e.g. with `structuredClone`, to keep a snapshot or to hand a new object to a UI framework.
+	*/
+	readonly onPartial?: (partial: PartialJSON<T>) => void;
+};
+
+/**
+Base class of every error signgate throws. `code` is stable and meant for programs; `message` names the method and URL (without the query string, which holds the signature).
+
+@example
+```
+import {askJSON, SigngateError} from 'signgate';
+
+try {
+	await askJSON('/api/sign', {question});
+} catch (error) {
+	if (error instanceof SigngateError) {
+		console.warn(error.code);
+	}
+}
+```
+*/
+export class SigngateError extends Error {
+	readonly code: string;
+}
+
+/**
+The app's sign endpoint failed, could not be reached (`status` 0) or did not answer with a signed request.
+
+@example
+```
+import {signedFetch, SignEndpointError} from 'signgate';
+
+try {
+	await signedFetch('/api/sign', payload);
+} catch (error) {
+	if (error instanceof SignEndpointError && error.status === 401) {
+		location.assign('/login');
+	}
+}
+```
+*/
+export class SignEndpointError extends SigngateError {
+	readonly code: 'sign_failed';
+	readonly status: number;
+	/** The sign endpoint's response body; absent when it could not be reached. */
+	readonly body?: string;
+}
+
+/**
+The gateway refused the request (it answered with an `x-signgate-error` header), or could not be reached (`code` `network_error`, `status` 0). An `expired` refusal has already been retried once with a fresh signature.
+
+@example
+```
+import {askJSON, GatewayError} from 'signgate';
+
+try {
+	await askJSON('/api/sign', payload);
+} catch (error) {
+	if (error instanceof GatewayError && error.code === 'rate_limited') {
+		showMessage('Too many requests, try again in a minute.');
+	}
+}
+```
+*/
+export class GatewayError extends SigngateError {
+	/** The gateway's code: `expired`, `bad_signature`, `upstream_not_allowed`, `rate_limited`, …, or `network_error`. */
+	readonly code: string;
+	readonly status: number;
+	/** The gateway's error object, e.g. `{code: 'expired', message: '…', now: 1700000000}`. */
+	readonly error?: {code: string; message?: string; [key: string]: unknown};
+}
+
+/**
+The model API (behind the gateway) answered with an error, or with something that is not a chat completion.
+
+@example
+```
+import {askJSON, UpstreamError} from 'signgate';
+
+try {
+	await askJSON('/api/sign', payload);
+} catch (error) {
+	if (error instanceof UpstreamError && error.status === 429) {
+		console.warn(error.error);
+	}
+}
+```
+*/
+export class UpstreamError extends SigngateError {
+	readonly code: 'upstream_error';
+	readonly status: number;
+	/** The upstream's error object as it sent it, e.g. OpenAI's `{message, type, code}`. */
+	readonly error?: unknown;
+	/** The upstream's response body. */
+	readonly body?: string;
+}
+
+/**
+The answer's stream broke or ended before it was complete (`stream_broken`), or one event-stream line or event was longer than the parser's buffer (`sse_buffer_overflow`).
+
+@example
+```
+import {askJSON, StreamError} from 'signgate';
+
+try {
+	await askJSON('/api/sign', payload);
+} catch (error) {
+	if (error instanceof StreamError) {
+		showMessage('The connection broke; please try again.');
+	}
+}
+```
+*/
+export class StreamError extends SigngateError {
+	readonly code: 'stream_broken' | 'sse_buffer_overflow';
+}
+
+/**
+The model's answer is not JSON. A fenced answer (```` ```json … ``` ````) is accepted.
+
+@example
+```
+import {askJSON, OutputParseError} from 'signgate';
+
+try {
+	await askJSON('/api/sign', payload);
+} catch (error) {
+	if (error instanceof OutputParseError) {
+		console.log(error.text);
+	}
+}
+```
+*/
+export class OutputParseError extends SigngateError {
+	readonly code: 'invalid_output';
+	/** The model's whole answer text. */
+	readonly text: string;
+}
+
+/**
+The call was aborted through its `signal`. `cause` is the signal's reason.
+
+@example
+```
+import {askJSON, AbortError} from 'signgate';
+
+const controller = new AbortController();
+stopButton.onclick = () => controller.abort();
+try {
+	await askJSON('/api/sign', payload, {signal: controller.signal});
+} catch (error) {
+	if (!(error instanceof AbortError)) {
+		throw error;
+	}
+}
+```
+*/
+export class AbortError extends SigngateError {
+	readonly code: 'aborted';
+}
+
+/**
+The call took longer than its `timeout`.
+
+@example
+```
+import {askJSON, TimeoutError} from 'signgate';
+
+try {
+	await askJSON('/api/sign', payload, {timeout: 30_000});
+} catch (error) {
+	if (error instanceof TimeoutError) {
+		showMessage('The model is slow today.');
+	}
+}
+```
+*/
+export class TimeoutError extends SigngateError {
+	readonly code: 'timeout';
+}
+
+/**
+POST `payload` as JSON to the app's sign endpoint, send the signed request it answers with to the gateway (without cookies), and resolve with the gateway's 2xx `Response`. An `expired` refusal is retried once with a fresh signature.
+
+@param signEndpoint - The app's own endpoint that answers with a `SignedRequest`.
+@param payload - What the backend needs to build the request; sent as JSON.
+@returns The gateway's response; its body is not read.
+@throws SignEndpointError, GatewayError, UpstreamError, AbortError, TimeoutError
+
+@example
+```
+import {signedFetch} from 'signgate';
+
+const response = await signedFetch('/api/sign', {prompt: 'Hello'}, {headers: {'x-csrf-token': token}});
+for await (const chunk of response.body) {
+	console.log(chunk);
+}
+```
+*/
+export function signedFetch(signEndpoint: string | URL, payload: unknown, options?: SignedFetchOptions): Promise<Response>;
+
+/**
+Ask for a chat completion through the gateway and resolve with the assistant's answer parsed as JSON. Works with streamed (`text/event-stream`) and plain JSON answers.
+
+@param signEndpoint - The app's own endpoint that answers with a `SignedRequest` for an OpenAI-compatible chat-completions call.
+@param payload - What the backend needs to build that call; sent as JSON.
+@throws SignEndpointError, GatewayError, UpstreamError, StreamError, OutputParseError, AbortError, TimeoutError
+
+@example
+```
+import {askJSON} from 'signgate';
+
+const recipe = await askJSON<{title: string; steps: string[]}>('/api/recipe', {dish: 'pancakes'}, {
+	onPartial(partial) {
+		render(partial.title, partial.steps ?? []);
+	},
+});
+console.log(recipe.steps.length);
+```
+*/
+export function askJSON<T = unknown>(signEndpoint: string | URL, payload: unknown, options?: AskJSONOptions<T>): Promise<T>;
+
+/**
+One server-sent event.
+
+@example
+```
+// "event: update\nid: 7\ndata: a\ndata: b\n\n" is
+const event: SSEEvent = {event: 'update', id: '7', data: 'a\nb'};
+```
+*/
+export type SSEEvent = {
+	/** The event's data lines, joined with `\n`. */
+	data: string;
+	/** The `event:` field, or undefined for a plain message. */
+	event: string | undefined;
+	/** The last `id:` seen in the stream so far. */
+	id: string | undefined;
+};
+
+/**
+Options of `createSSEParser`.
+
+@example
+```
+const options: SSEParserOptions = {onEvent: event => console.log(event.data), maxBufferSize: 65_536};
+```
+*/
+export type SSEParserOptions = {
+	readonly onEvent: (event: SSEEvent) => void;
+	/** Called with each comment line (`: text`), without the colon and one following space. */
+	readonly onComment?: (comment: string) => void;
+	/**
+	The most characters one unfinished line or one event's data may hold; past it `feed` throws a `StreamError` with code `sse_buffer_overflow` and the parser resets.
+
+	@default 1048576
+	*/
+	readonly maxBufferSize?: number;
+};
+
+/**
+What `createSSEParser` returns.
+
+@example
+```
+const parser: SSEParser = createSSEParser({onEvent: console.log});
+parser.feed('data: hi\n\n');
+```
+*/
+export type SSEParser = {
+	/** Parse the next chunk: text, or bytes (UTF-8, possibly split inside a character). Use one kind per stream. */
+	feed(chunk: string | Uint8Array): void;
+	/** Forget any unfinished line and event, e.g. before reading a new stream. `retry:` fields are ignored. */
+	reset(): void;
+};
+
+/**
+A push parser for server-sent events. Lines may end in LF, CR or CRLF and chunks may split anywhere. As in `EventSource`, an event is dispatched at the blank line that ends it; an unfinished one at the end of the stream is dropped.
+
+@example
+```
+import {createSSEParser} from 'signgate';
+
+const parser = createSSEParser({
+	onEvent({data}) {
+		if (data !== '[DONE]') {
+			console.log(JSON.parse(data));
+		}
+	},
+});
+for await (const chunk of response.body) {
+	parser.feed(chunk);
+}
+```
+*/
+export function createSSEParser(options: SSEParserOptions): SSEParser;
+
+/**
+What `createJSONParser` returns.
+
+@example
+```
+const parser: JSONParser = createJSONParser();
+parser.feed('[1, 2');
+console.log(parser.value, parser.done); //=> [1] false
+```
+*/
+export type JSONParser = {
+	/**
+	Parse the next piece of JSON text. Throws `SyntaxError` as soon as the text cannot be JSON; after that every call throws the same error.
+
+	@returns Whether `value` changed.
+	*/
+	feed(text: string): boolean;
+	/** Finish: resolves a top-level number, checks the document is complete, and returns it. Throws `SyntaxError` otherwise. */
+	end(): unknown;
+	/** The value so far, updated in place (see `AskJSONOptions.onPartial`); undefined before it starts. */
+	readonly value: unknown;
+	/** Whether the top-level value is complete (a top-level number only after `end()`). */
+	readonly done: boolean;
+};
+
+/**
+An incremental JSON parser: every character is examined once however the text is split, so feeding a whole answer piece by piece costs as much as one `JSON.parse`.
+
+@example
+```
+import {createJSONParser} from 'signgate';
+
+const parser = createJSONParser();
+parser.feed('{"name": "Ada Lo');
+console.log(parser.value); //=> {name: 'Ada Lo'}
+parser.feed('velace", "born": 1815}');
+console.log(parser.end()); //=> {name: 'Ada Lovelace', born: 1815}
+```
+*/
+export function createJSONParser(): JSONParser;

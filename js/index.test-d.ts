@@ -1,0 +1,111 @@
+// Type tests: `tsc -p js` must accept every line; each @ts-expect-error must be a real error.
+// The import goes through the package's own name, so package.json's `exports.types` is checked too.
+import {
+	AbortError,
+	askJSON,
+	createJSONParser,
+	createSSEParser,
+	GatewayError,
+	OutputParseError,
+	type PartialJSON,
+	type SignedRequest,
+	SignEndpointError,
+	signedFetch,
+	SigngateError,
+	StreamError,
+	TimeoutError,
+	UpstreamError,
+} from 'signgate';
+
+type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
+const expectType = <T extends true>(): T | undefined => undefined;
+
+type Recipe = {title: string; steps: string[]; servings: number; meta: {tags: string[]}};
+
+// askJSON returns the type asked for; onPartial sees a deep partial of it.
+const recipe = await askJSON<Recipe>('/api/sign', {dish: 'pancakes'}, {
+	onText(delta) {
+		expectType<Equal<typeof delta, string>>();
+	},
+	onPartial(partial) {
+		expectType<Equal<typeof partial.title, string | undefined>>();
+		expectType<Equal<typeof partial.meta, {tags?: string[]} | undefined>>();
+	},
+	headers: {'x-csrf-token': 'token'},
+	credentials: 'include',
+	signal: AbortSignal.timeout(1000),
+	timeout: 30_000,
+	fetch: globalThis.fetch,
+});
+expectType<Equal<typeof recipe, Recipe>>();
+expectType<Equal<Awaited<ReturnType<typeof askJSON>>, unknown>>();
+expectType<Equal<PartialJSON<string[]>, string[]>>();
+
+const response = await signedFetch(new URL('https://app.example/api/sign'), undefined);
+expectType<Equal<typeof response, Response>>();
+// @ts-expect-error: the sign endpoint is a URL
+await signedFetch(42, {});
+// @ts-expect-error: credentials takes RequestCredentials
+await signedFetch('/api/sign', {}, {credentials: 'always'});
+// @ts-expect-error: askJSON has no such option
+await askJSON('/api/sign', {}, {onDelta() {}});
+
+const signed: SignedRequest = {url: 'https://gw.example/v1/x', method: 'POST', headers: {}, body: null};
+expectType<Equal<typeof signed.body, string | null>>();
+
+// Every error is a SigngateError with a code; the subclasses narrow it.
+const error: unknown = new Error('x');
+if (error instanceof SigngateError) {
+	expectType<Equal<typeof error.code, string>>();
+}
+
+if (error instanceof SignEndpointError) {
+	expectType<Equal<typeof error.code, 'sign_failed'>>();
+	expectType<Equal<typeof error.status, number>>();
+}
+
+if (error instanceof GatewayError) {
+	expectType<Equal<typeof error.code, string>>();
+	expectType<Equal<typeof error.status, number>>();
+}
+
+if (error instanceof UpstreamError) {
+	expectType<Equal<typeof error.code, 'upstream_error'>>();
+	expectType<Equal<typeof error.error, unknown>>();
+}
+
+if (error instanceof StreamError) {
+	expectType<Equal<typeof error.code, 'stream_broken' | 'sse_buffer_overflow'>>();
+}
+
+if (error instanceof OutputParseError) {
+	expectType<Equal<typeof error.text, string>>();
+}
+
+if (error instanceof AbortError || error instanceof TimeoutError) {
+	expectType<Equal<typeof error.code, 'aborted' | 'timeout'>>();
+	expectType<Equal<typeof error, AbortError | TimeoutError>>();
+}
+
+const sse = createSSEParser({
+	onEvent(event) {
+		expectType<Equal<typeof event.data, string>>();
+		expectType<Equal<typeof event.event, string | undefined>>();
+	},
+	onComment(comment) {
+		expectType<Equal<typeof comment, string>>();
+	},
+	maxBufferSize: 1024,
+});
+sse.feed('data: x\n\n');
+sse.feed(new Uint8Array([10]));
+sse.reset();
+// @ts-expect-error: onEvent is required
+createSSEParser({});
+
+const json = createJSONParser();
+expectType<Equal<ReturnType<typeof json.feed>, boolean>>();
+expectType<Equal<typeof json.done, boolean>>();
+expectType<Equal<ReturnType<typeof json.end>, unknown>>();
+// @ts-expect-error: value is read-only
+json.value = 1;
