@@ -15,6 +15,7 @@ from .errors import SigningError as SigningError
 from .errors import UnknownKey as UnknownKey
 from .errors import UnsupportedAlgorithm as UnsupportedAlgorithm
 from .errors import VerificationError as VerificationError
+from .extensions import Policy as Policy
 from .signer import SignedRequest as SignedRequest
 from .signer import Signer as Signer
 from .signer import sign_url as sign_url
@@ -33,6 +34,7 @@ __all__ = [
     "MalformedRequest",
     "MissingHeader",
     "NotYetValid",
+    "Policy",
     "SignedParams",
     "SignedRequest",
     "Signer",

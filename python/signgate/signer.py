@@ -6,13 +6,15 @@ import calendar
 import datetime as _dt
 import json as _json
 import re
+import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import scheme
+from . import extensions, scheme
 from .errors import SigningError
+from .extensions import Policy
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_VALUE_CHARS = re.compile(r"[\r\n\x00]")
@@ -138,14 +140,29 @@ class Signer:
         body: str | bytes | None = None,
         json: Any = None,
         expires_in: int | None = None,
+        single_use: bool = False,
+        uses: int | None = None,
+        user: str | None = None,
+        tenant: str | None = None,
+        policy: Policy | None = None,
     ) -> SignedRequest:
-        """Sign one request. ``json=`` serialises compactly, binds those exact bytes and
-        binds ``Content-Type: application/json`` unless ``headers`` sets one."""
+        """Sign one request.
+
+        ``json=`` serialises compactly, binds those exact bytes and binds
+        ``Content-Type: application/json`` unless ``headers`` sets one.
+
+        signgate's extensions (see :mod:`signgate.extensions`), all bound by the signature:
+        ``single_use=True`` or ``uses=N`` lets a signgate gateway accept the URL once or N times;
+        ``user=`` and ``tenant=`` attribute the request to opaque ids the gateway limits by;
+        ``policy=`` binds rules for the body instead of (or as well as) the exact body.
+        """
         if not isinstance(method, str) or not _TOKEN.fullmatch(method):
             raise SigningError("method", f"{method!r} is not an HTTP method token")
         expires = self.expires_in if expires_in is None else _check_expires(expires_in)
         proxy = _check_upstream(upstream_url)
         bound = _bound_headers(headers)
+        if single_use or uses is not None or user is not None or tenant is not None or policy is not None:
+            bound.update(self._extensions(bound, single_use, uses, user, tenant, policy))
 
         text: str | None = None
         if json is not None:
@@ -171,6 +188,24 @@ class Signer:
             raise SigningError("headers", "content-length is bound but there is no body")
 
         return self._sign(method, proxy, bound, sent, text, expires)
+
+    @staticmethod
+    def _extensions(
+        bound: dict[str, str],
+        single_use: bool,
+        uses: int | None,
+        user: str | None,
+        tenant: str | None,
+        policy: Policy | None,
+    ) -> dict[str, str]:
+        if any(name.startswith(extensions.PREFIX) for name in bound):
+            raise SigningError("headers", f"{extensions.PREFIX}* headers are set by the signer's own arguments")
+        if uses is not None and (type(uses) is not int or not 1 <= uses <= extensions.MAX_USES):
+            raise SigningError("uses", f"must be a whole number in 1..{extensions.MAX_USES}, got {uses!r}")
+        if single_use and uses not in (None, 1):
+            raise SigningError("uses", "single_use=True means uses=1; give one of them")
+        nonce = secrets.token_urlsafe(16) if single_use or uses is not None else None
+        return extensions.extension_headers(nonce=nonce, uses=uses, user=user, tenant=tenant, policy=policy)
 
     def _sign(
         self,

@@ -19,11 +19,17 @@ from typing import Any
 
 import aiohttp
 
+from .. import extensions
 from ..errors import ExpiryTooLong, MalformedRequest, VerificationError
-from ..verifier import SignedParams, Verifier, parse_query
+from ..extensions import PolicyRules
+from ..verifier import SignedParams, VerifiedRequest, Verifier, parse_query
 from .config import GatewayConfig, KeyConfig, split_url
 from .metrics import Metrics
+from .policy import PolicyViolation, enforce
+from .store import Admission, MemoryStore, Nonce, RedisStore, Store, StoreUnavailable
+from .store import Scope as LimitScope
 from .upstream import ForbiddenAddress, check_literal, client_timeout, create_session
+from .usage import UsageRecord, UsageTap
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -48,6 +54,11 @@ _HOP_BY_HOP = frozenset(
     }
 )
 _NOT_UPSTREAM = _HOP_BY_HOP | {
+    extensions.NONCE,
+    extensions.USES,
+    extensions.USER,
+    extensions.TENANT,
+    extensions.POLICY,
     "host",
     "cookie",
     "authorization",
@@ -91,6 +102,38 @@ class _ClientGone(Exception):
     pass
 
 
+@dataclass(frozen=True, slots=True)
+class _Extensions:
+    """signgate's bound extensions of one request (see signgate.extensions)."""
+
+    nonce: Nonce | None = None
+    user: str | None = None
+    tenant: str | None = None
+    policy: PolicyRules | None = None
+
+    @classmethod
+    def from_verified(cls, verified: VerifiedRequest) -> _Extensions:
+        bound = verified.bound_headers
+        if not any(name.startswith(extensions.PREFIX) for name in bound):
+            return cls()
+        nonce = None
+        if extensions.NONCE in bound:
+            uses_text = bound.get(extensions.USES, "1")
+            if not uses_text.isdigit() or not 1 <= int(uses_text) <= extensions.MAX_USES:
+                raise MalformedRequest(extensions.USES, f"must be a whole number in 1..{extensions.MAX_USES}")
+            value = bound[extensions.NONCE]
+            if not 8 <= len(value) <= 64:
+                raise MalformedRequest(extensions.NONCE, "must be 8 to 64 characters")
+            nonce = Nonce(f"{verified.key_id}:{value}", int(uses_text), verified.expires_at)
+        policy = None
+        if extensions.POLICY in bound:
+            try:
+                policy = PolicyRules.from_header(bound[extensions.POLICY])
+            except ValueError as exc:
+                raise MalformedRequest(extensions.POLICY, str(exc)) from None
+        return cls(nonce, bound.get(extensions.USER), bound.get(extensions.TENANT), policy)
+
+
 @dataclass(slots=True)
 class _Exchange:
     """What the access log records about one request. Never the query string or header values."""
@@ -120,6 +163,9 @@ class Gateway:
         self._origins = set(config.cors_origins)
         self._wildcard = "*" in self._origins
         self._no_allowlist = [k.id for k in config.keys.values() if not k.allow_upstreams]
+        self._store: Store | None = None
+        self._webhook_queue: asyncio.Queue[UsageRecord] | None = None
+        self._background: set[asyncio.Task[Any]] = set()
 
     def _secrets(self, key_id: str) -> tuple[str, ...] | None:
         key = self.config.keys.get(key_id)
@@ -150,10 +196,22 @@ class Gateway:
                 return
 
     async def aclose(self) -> None:
-        """Close pooled upstream connections."""
+        """Close pooled upstream connections, the store and the usage webhook."""
+        for task in list(self._background):
+            task.cancel()
         if self._session is not None:
             await self._session.close()
             self._session = None
+        if self._store is not None:
+            await self._store.close()
+            self._store = None
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            url = self.config.store
+            self._store = RedisStore(url) if url and url != "memory" else MemoryStore()
+        return self._store
 
     def _upstream_session(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -202,7 +260,22 @@ class Gateway:
             verified = self._verifier.verify(params, ex.method, headers, body, path=scope.get("path") or "/")
             assert key is not None  # the verifier found its secrets
             target = self._check_upstream(key, verified.forward_url, ex)
-            await self._relay(scope, receive, send, ex, key, verified.forward_url, target[1], body, origin)
+            ext = _Extensions.from_verified(verified)
+            if ext.policy is not None:
+                try:
+                    body = enforce(ext.policy, body)
+                except PolicyViolation as exc:
+                    raise Refusal(403, "policy_violation", exc.message, rule=exc.rule) from None
+            tap, body = UsageTap.for_request(body, self._wants_usage(key)) if body else (None, body)
+            scopes = self._scopes(key, ext)
+            admission = await self._admit(ext, scopes, ex)
+            try:
+                await self._relay(scope, receive, send, ex, key, verified.forward_url, target[1], body, origin, tap)
+            finally:
+                if admission is not None and admission.lease is not None:
+                    await self._quietly(self.store.release(admission))
+                if tap is not None and ex.ttfb is not None:
+                    await self._account(ex, key, ext, scopes, tap)
         except VerificationError as exc:
             extra = {"now": exc.now} if hasattr(exc, "now") else {}
             await self._refuse(send, ex, origin, key, Refusal(exc.status, exc.code, exc.message, **extra))
@@ -248,6 +321,111 @@ class Gateway:
         ex.bytes_in = size
         return b"".join(chunks)
 
+    def _wants_usage(self, key: KeyConfig) -> bool:
+        """Ask streaming upstreams for usage only when budgets or billing need it."""
+        return key.has_budgets or self.config.usage_hook is not None or self.config.usage_webhook is not None
+
+    @staticmethod
+    def _scopes(key: KeyConfig, ext: _Extensions) -> list[LimitScope]:
+        scopes = []
+        if key.limits:
+            scopes.append(LimitScope("key", f"k:{key.id}", key.limits))
+        if ext.tenant is not None and key.tenant_limits:
+            scopes.append(LimitScope("tenant", f"t:{key.id}:{ext.tenant}", key.tenant_limits))
+        if ext.user is not None and key.user_limits:
+            scopes.append(LimitScope("user", f"u:{key.id}:{ext.tenant or ''}:{ext.user}", key.user_limits))
+        return scopes
+
+    async def _admit(self, ext: _Extensions, scopes: list[LimitScope], ex: _Exchange) -> Admission | None:
+        if ext.nonce is None and not scopes:
+            return None
+        try:
+            admission = await self.store.admit(ext.nonce, scopes, self._clock())
+        except StoreUnavailable as exc:
+            self.metrics.store_errors += 1
+            if self.config.store_fail_open:
+                logger.warning("store unavailable (%s): serving without limits (--store-fail-open)", exc)
+                return None
+            raise Refusal(
+                503, "store_unavailable", "the gateway's store is unavailable; retry shortly", retry_after=1
+            ) from None
+        if admission.replayed:
+            raise Refusal(
+                409, "replayed", "this signed URL has been used as often as it may be; ask the backend for a new one"
+            )
+        if not admission.admitted:
+            assert admission.scope is not None and admission.limit is not None
+            limit = getattr(admission.scope.limits, admission.limit)
+            raise Refusal(
+                429,
+                f"{admission.limit}_exceeded",
+                f"the {admission.scope.kind}'s limit of {limit} {admission.limit.replace('_', ' ')} is reached",
+                scope=admission.scope.kind,
+                limit=limit,
+                retry_after=admission.retry_after,
+            )
+        return admission
+
+    async def _account(
+        self, ex: _Exchange, key: KeyConfig, ext: _Extensions, scopes: list[LimitScope], tap: UsageTap
+    ) -> None:
+        tap.finish()
+        prompt, completion, total, estimated = tap.tokens()
+        self.metrics.count_tokens(key.id, ext.tenant, ext.user, prompt, completion, estimated)
+        budgets = [s for s in scopes if s.limits.tokens_per_day]
+        if budgets and total:
+            await self._quietly(self.store.add_tokens(budgets, total, self._clock()))
+        if self.config.usage_hook is None and self.config.usage_webhook is None:
+            return
+        record = UsageRecord(
+            request_id=ex.request_id, key_id=key.id, tenant=ext.tenant, user=ext.user, model=tap.model,
+            prompt_tokens=prompt, completion_tokens=completion, total_tokens=total, estimated=estimated,
+            status=ex.status, code=ex.code, ts=round(time.time(), 3),
+        )  # fmt: skip
+        if self.config.usage_hook is not None:
+            try:
+                result = self.config.usage_hook(record)
+                if asyncio.iscoroutine(result):
+                    self._spawn(result)
+            except Exception:
+                logger.exception("the usage hook failed")
+        if self.config.usage_webhook is not None:
+            self._queue_webhook(record)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _queue_webhook(self, record: UsageRecord) -> None:
+        if self._webhook_queue is None:
+            self._webhook_queue = asyncio.Queue(maxsize=10_000)
+            self._spawn(self._deliver_webhooks(self._webhook_queue))
+        try:
+            self._webhook_queue.put_nowait(record)
+        except asyncio.QueueFull:
+            self.metrics.webhook_dropped += 1
+
+    async def _deliver_webhooks(self, queue: asyncio.Queue[UsageRecord]) -> None:
+        assert self.config.usage_webhook is not None
+        # The operator's own endpoint: it may be private, so it gets a plain session of its own.
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+            while True:
+                record = await queue.get()
+                try:
+                    async with session.post(self.config.usage_webhook, json=record.to_dict()) as response:
+                        if response.status >= 300:
+                            self.metrics.webhook_failed += 1
+                except (aiohttp.ClientError, TimeoutError, OSError):
+                    self.metrics.webhook_failed += 1
+
+    async def _quietly(self, coro: Any) -> None:
+        """Await a store update whose failure must not fail the request (it is counted instead)."""
+        try:
+            await coro
+        except StoreUnavailable:
+            self.metrics.store_errors += 1
+
     def _check_upstream(self, key: KeyConfig, url: str, ex: _Exchange) -> tuple[str, str, int, str]:
         target = split_url(url)
         if target is None:
@@ -291,6 +469,7 @@ class Gateway:
         host: str,
         body: bytes,
         origin: str | None,
+        tap: UsageTap | None = None,
     ) -> None:
         session = self._upstream_session()
         headers = self._upstream_headers(scope, key)
@@ -328,17 +507,21 @@ class Gateway:
             self.metrics.upstream_ttfb.observe(ex.ttfb)
             ex.status = response.status
             ex.code = "ok" if response.status < 400 else "upstream_status"
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": response.status,
-                    "headers": self._downstream_headers(response, ex, origin, key),
-                }
-            )
+            headers_out = self._downstream_headers(response, ex, origin, key)
+            if tap is not None:
+                tap.start(response.headers.get("content-type", ""))
+                if tap.strip_usage_chunk:  # the body may shrink: let the server frame it
+                    headers_out = [(k, v) for k, v in headers_out if k.lower() != b"content-length"]
+            await send({"type": "http.response.start", "status": response.status, "headers": headers_out})
             try:
                 async for chunk in response.content.iter_any():
-                    ex.bytes_out += len(chunk)
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    data = tap.feed(chunk) if tap is not None else chunk
+                    if data:
+                        ex.bytes_out += len(data)
+                        await send({"type": "http.response.body", "body": data, "more_body": True})
+                if tap is not None and (rest := tap.flush()):
+                    ex.bytes_out += len(rest)
+                    await send({"type": "http.response.body", "body": rest, "more_body": True})
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 # Return without finishing the response: the server then closes the connection
                 # without the final chunk, so the client sees a broken stream, not a clean end.

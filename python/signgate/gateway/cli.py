@@ -19,10 +19,14 @@ from .config import (
     check_header,
     check_key_id,
     check_origin,
+    check_store,
+    check_webhook,
     expand_env,
     load_toml,
+    parse_limit_flag,
     parse_size,
 )
+from .store import Limits
 
 _ARGV_ENV = "_SIGNGATE_SERVE_ARGV"
 
@@ -85,6 +89,14 @@ def add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="upstream origin and path prefix the key may reach (repeatable); without any, "
         "every public upstream is allowed, as in Signway",
     )
+    key.add_argument(
+        "--limit",
+        action="append",
+        default=[],
+        metavar="SCOPE.LIMIT=N",
+        help="a limit for the key (SCOPE key), each tenant or each user: e.g. user.requests_per_minute=10, "
+        "tenant.concurrent_streams=20, key.tokens_per_day=1000000 (repeatable)",
+    )
     p.add_argument("--config", metavar="FILE", help="TOML file with [gateway] settings and [keys.<id>] tables")
     srv = p.add_argument_group("server")
     srv.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
@@ -102,6 +114,18 @@ def add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="store_true",
         help="allow upstreams on loopback, private and link-local addresses (tests, local models)",
     )
+    state = p.add_argument_group("shared state and usage")
+    state.add_argument(
+        "--store",
+        metavar="URL",
+        help="where nonces and counters live: memory (default, per worker) or redis://host:port/db",
+    )
+    state.add_argument(
+        "--store-fail-open",
+        action="store_true",
+        help="when the store is unreachable, serve without limits instead of refusing with 503",
+    )
+    state.add_argument("--usage-webhook", metavar="URL", help="POST one JSON usage record per request to this URL")
     lim = p.add_argument_group("limits")
     lim.add_argument("--max-body", metavar="SIZE", help="largest request body (default: 1MiB)")
     lim.add_argument("--max-header-bytes", metavar="SIZE", help="largest request header block (default: 16KiB)")
@@ -149,6 +173,12 @@ def config_from_args(args: argparse.Namespace) -> GatewayConfig:
         )
     if args.allow_private_upstreams:
         changes["allow_private_upstreams"] = True
+    if args.store is not None:
+        changes["store"] = check_store(args.store, "--store")
+    if args.store_fail_open:
+        changes["store_fail_open"] = True
+    if args.usage_webhook is not None:
+        changes["usage_webhook"] = check_webhook(args.usage_webhook, "--usage-webhook")
     config = replace(config, **changes)
 
     key = _key_from_flags(args)
@@ -181,7 +211,18 @@ def _key_from_flags(args: argparse.Namespace) -> KeyConfig | None:
             raise CommandError(f"--header-env {spec[:40]!r} must look like 'Name=template with ${{VAR}}'")
         headers.append(check_header(name.strip(), expand_env(template, f"--header-env {name.strip()}"), "--header-env"))
     uppers = tuple(UpstreamPrefix.parse(p, "--allow-upstream") for p in args.allow_upstream)
-    return KeyConfig(id=key_id, secrets=tuple(secrets), headers=tuple(headers), allow_upstreams=uppers)
+    limits: dict[str, dict[str, int]] = {}
+    for spec in args.limit:
+        parse_limit_flag(spec, limits)
+    return KeyConfig(
+        id=key_id,
+        secrets=tuple(secrets),
+        headers=tuple(headers),
+        allow_upstreams=uppers,
+        limits=Limits(**limits.get("key", {})),
+        tenant_limits=Limits(**limits.get("tenant", {})),
+        user_limits=Limits(**limits.get("user", {})),
+    )
 
 
 def _logging_config(level: str, access: bool) -> dict[str, Any]:
@@ -240,6 +281,11 @@ def run_serve(args: argparse.Namespace) -> int:
             "'Name=... ${VAR}' for API keys",
             file=sys.stderr,
         )
+    if config.store and config.store != "memory":
+        try:
+            import redis  # noqa: F401
+        except ImportError:
+            raise CommandError("--store redis://... needs the redis client: pip install 'signgate[redis]'") from None
     if args.workers < 1:
         raise CommandError(f"--workers must be at least 1, got {args.workers}")
     options: dict[str, Any] = {

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from .. import scheme
+from .store import Limits
+from .usage import UsageRecord
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -88,6 +90,13 @@ class KeyConfig:
     allow_upstreams: tuple[UpstreamPrefix, ...] = ()
     cors_origins: tuple[str, ...] = ()
     max_expires: int | None = None
+    limits: Limits = field(default_factory=Limits)
+    tenant_limits: Limits = field(default_factory=Limits)
+    user_limits: Limits = field(default_factory=Limits)
+
+    @property
+    def has_budgets(self) -> bool:
+        return any(x.tokens_per_day for x in (self.limits, self.tenant_limits, self.user_limits))
 
     def __repr__(self) -> str:  # never show secrets or header values
         return f"KeyConfig(id={self.id!r}, secrets=<{len(self.secrets)}>, headers={[k for k, _ in self.headers]})"
@@ -109,6 +118,10 @@ class GatewayConfig:
     read_timeout: float = 300.0
     client_timeout: float = 30.0
     shutdown_timeout: float = 30.0
+    store: str | None = None
+    store_fail_open: bool = False
+    usage_webhook: str | None = None
+    usage_hook: Callable[[UsageRecord], Any] | None = None
 
     def __repr__(self) -> str:
         return f"GatewayConfig(keys={sorted(self.keys)}, max_streams={self.max_streams})"
@@ -190,7 +203,57 @@ _GATEWAY_FIELDS: dict[str, Callable[[Any, str], Any]] = {
     "client_timeout": lambda v, w: _positive(v, w),
     "shutdown_timeout": lambda v, w: _positive(v, w),
 }
-_KEY_FIELDS = {"secrets", "secret_env", "headers", "allow_upstreams", "cors_origins", "max_expires"}
+_GATEWAY_OTHER = ("cors_origins", "allow_private_upstreams", "store", "store_fail_open", "usage_webhook")
+_KEY_FIELDS = {"secrets", "secret_env", "headers", "allow_upstreams", "cors_origins", "max_expires", "limits"}
+_LIMIT_SCOPES = ("key", "tenant", "user")
+
+
+def check_store(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"(redis|rediss|unix)://\S+|memory", value):
+        raise ConfigError(f"{where}: {value!r} is not a store; use 'memory' or a URL like redis://127.0.0.1:6379/0")
+    return value
+
+
+def check_webhook(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"https?://\S+", value):
+        raise ConfigError(f"{where}: {value!r} is not an http(s) URL")
+    return value
+
+
+def parse_limits(table: Any, where: str) -> Limits:
+    """A ``{requests_per_minute, concurrent_streams, tokens_per_day}`` table."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: must be a table")
+    unknown = set(table) - set(Limits.__dataclass_fields__)
+    if unknown:
+        raise ConfigError(f"{where}: unknown limit(s) {sorted(unknown)}; known: {sorted(Limits.__dataclass_fields__)}")
+    return Limits(**{name: _positive(value, f"{where}.{name}", int) for name, value in table.items()})
+
+
+def parse_limit_flag(spec: str, limits: dict[str, dict[str, int]]) -> None:
+    """``user.requests_per_minute=10`` into ``limits["user"]["requests_per_minute"] = 10``."""
+    name, sep, value = spec.partition("=")
+    scope, dot, limit = name.strip().partition(".")
+    if not sep or not dot or scope not in _LIMIT_SCOPES or limit not in Limits.__dataclass_fields__:
+        raise ConfigError(
+            f"--limit {spec!r} must look like SCOPE.LIMIT=N with SCOPE in {list(_LIMIT_SCOPES)} "
+            f"and LIMIT in {sorted(Limits.__dataclass_fields__)}"
+        )
+    if not value.strip().isdigit() or int(value) < 1:
+        raise ConfigError(f"--limit {spec!r}: N must be a positive whole number")
+    limits.setdefault(scope, {})[limit] = int(value)
+
+
+def limits_by_scope(tables: dict[str, Any], where: str) -> dict[str, Limits]:
+    """The key's ``limits`` table: its own numbers, and ``tenant`` and ``user`` sub-tables."""
+    if not isinstance(tables, dict):
+        raise ConfigError(f"{where}: must be a table")
+    own = {k: v for k, v in tables.items() if k not in ("tenant", "user")}
+    return {
+        "limits": parse_limits(own, where),
+        "tenant_limits": parse_limits(tables.get("tenant", {}), f"{where}.tenant"),
+        "user_limits": parse_limits(tables.get("user", {}), f"{where}.user"),
+    }
 
 
 def load_toml(path: str | Path, base: GatewayConfig | None = None) -> GatewayConfig:
@@ -215,12 +278,17 @@ def load_toml(path: str | Path, base: GatewayConfig | None = None) -> GatewayCon
             changes[name] = _GATEWAY_FIELDS[name](value, field_where)
         elif name == "cors_origins":
             changes[name] = tuple(check_origin(o, field_where) for o in _str_list(value, field_where))
-        elif name == "allow_private_upstreams":
+        elif name in ("allow_private_upstreams", "store_fail_open"):
             if not isinstance(value, bool):
                 raise ConfigError(f"{field_where}: must be true or false")
             changes[name] = value
+        elif name == "store":
+            changes[name] = check_store(value, field_where)
+        elif name == "usage_webhook":
+            changes[name] = check_webhook(value, field_where)
         else:
-            raise ConfigError(f"{field_where}: unknown setting; known: {sorted([*_GATEWAY_FIELDS, 'cors_origins'])}")
+            known = sorted([*_GATEWAY_FIELDS, *_GATEWAY_OTHER])
+            raise ConfigError(f"{field_where}: unknown setting; known: {known}")
     config = replace(config, **changes)
 
     keys = data.get("keys", {})
@@ -259,6 +327,7 @@ def _key_from_table(key_id: str, table: Any, where: str) -> KeyConfig:
         for o in _str_list(table.get("cors_origins", []), f"{where}.cors_origins")
     )
     max_expires = table.get("max_expires")
+    limits = limits_by_scope(table.get("limits", {}), f"{where}.limits")
     return KeyConfig(
         id=key_id,
         secrets=tuple(secrets),
@@ -266,4 +335,5 @@ def _key_from_table(key_id: str, table: Any, where: str) -> KeyConfig:
         allow_upstreams=uppers,
         cors_origins=origins,
         max_expires=None if max_expires is None else _positive(max_expires, f"{where}.max_expires", int),
+        **limits,
     )

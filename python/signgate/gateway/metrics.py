@@ -9,6 +9,13 @@ import os
 from bisect import bisect_left
 from collections import Counter
 
+_MAX_TOKEN_SERIES = 2000
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
 
@@ -47,9 +54,24 @@ class Metrics:
         self.upstream_duration = Histogram(
             "signgate_upstream_duration_seconds", "Time from sending upstream to the end of its answer."
         )
+        self.store_errors = 0
+        self.webhook_failed = 0
+        self.webhook_dropped = 0
+        # (key, tenant, user, estimated) -> [prompt, completion]; users beyond the cap are pooled
+        self.tokens: dict[tuple[str, str, str, bool], list[int]] = {}
         self.upstream_ttfb = Histogram(
             "signgate_upstream_ttfb_seconds", "Time from sending upstream to its first response byte."
         )
+
+    def count_tokens(
+        self, key: str, tenant: str | None, user: str | None, prompt: int, completion: int, estimated: bool
+    ) -> None:
+        labels = (key, tenant or "", user or "", estimated)
+        if labels not in self.tokens and len(self.tokens) >= _MAX_TOKEN_SERIES:
+            labels = (key, tenant or "", "_other", estimated)
+        counts = self.tokens.setdefault(labels, [0, 0])
+        counts[0] += prompt
+        counts[1] += completion
 
     def render(self) -> str:
         worker = f'worker="{os.getpid()}"'
@@ -69,6 +91,28 @@ class Metrics:
             "# HELP signgate_bytes_out_total Response body bytes sent to clients.",
             "# TYPE signgate_bytes_out_total counter",
             f"signgate_bytes_out_total{{{worker}}} {self.bytes_out}",
+        ]
+        lines += [
+            "# HELP signgate_tokens_total Tokens used, by key, tenant, user and kind; estimated when the upstream "
+            "reported none.",
+            "# TYPE signgate_tokens_total counter",
+        ]
+        for (key, tenant, user, estimated), (prompt, completion) in sorted(self.tokens.items()):
+            base = f'{worker},key="{_label(key)}",tenant="{_label(tenant)}",user="{_label(user)}",' + (
+                f'estimated="{str(estimated).lower()}"'
+            )
+            lines.append(f'signgate_tokens_total{{{base},kind="prompt"}} {prompt}')
+            lines.append(f'signgate_tokens_total{{{base},kind="completion"}} {completion}')
+        lines += [
+            "# HELP signgate_store_errors_total Store calls that failed.",
+            "# TYPE signgate_store_errors_total counter",
+            f"signgate_store_errors_total{{{worker}}} {self.store_errors}",
+            "# HELP signgate_usage_webhook_failures_total Usage records the webhook refused or did not answer.",
+            "# TYPE signgate_usage_webhook_failures_total counter",
+            f"signgate_usage_webhook_failures_total{{{worker}}} {self.webhook_failed}",
+            "# HELP signgate_usage_webhook_dropped_total Usage records dropped because the queue was full.",
+            "# TYPE signgate_usage_webhook_dropped_total counter",
+            f"signgate_usage_webhook_dropped_total{{{worker}}} {self.webhook_dropped}",
         ]
         lines += self.upstream_duration.render(worker)
         lines += self.upstream_ttfb.render(worker)

@@ -1,0 +1,171 @@
+"""signgate's extensions to SW1: single-use URLs, signed attribution and body policies.
+
+Each extension is a header bound by the signature (listed in ``X-Sw-SignedHeaders``), so a
+client cannot add, drop or change one without failing verification, and a Signway server
+verifies them as ordinary signed headers. A URL without them is plain SW1. The gateway reads an
+extension only when it is bound, and never forwards these headers upstream.
+
+================  =========================================================================
+header            value
+================  =========================================================================
+x-signgate-nonce  22 random URL-safe characters; the gateway counts its uses until expiry
+x-signgate-uses   how many times the nonce may be used (absent: once)
+x-signgate-user   an opaque id of the end user the backend vouches for (visible ASCII)
+x-signgate-tenant an opaque id of the user's organisation (visible ASCII)
+x-signgate-policy base64url(compact JSON of :meth:`Policy.wire`), no padding
+================  =========================================================================
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import SigningError
+
+PREFIX = "x-signgate-"
+NONCE = "x-signgate-nonce"
+USES = "x-signgate-uses"
+USER = "x-signgate-user"
+TENANT = "x-signgate-tenant"
+POLICY = "x-signgate-policy"
+
+MAX_USES = 1_000_000
+_ID = re.compile(r"[!-~]{1,128}")
+
+
+def canonical_json(value: Any) -> str:
+    """The JSON form that policy hashes are taken over: sorted keys, no spaces, UTF-8."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def sha256_hex(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """Rules a request body must follow, bound instead of (or as well as) the exact body.
+
+    It lets a frontend vary the user's text while the backend fixes everything that costs money:
+
+    - ``models``: the allowed values of ``model``;
+    - ``max_tokens``: a ceiling on ``max_tokens`` / ``max_completion_tokens``; inserted when the
+      body has neither;
+    - ``system_prompt``: the exact text of the one system message, which must come first
+      (bound by its SHA-256, so the header stays small);
+    - ``response_format``: the exact ``response_format`` object (bound by the SHA-256 of its
+      :func:`canonical_json`);
+    - ``require_stream``: ``stream`` must be true;
+    - ``max_user_chars``: a cap on the total length of the user messages' text.
+    """
+
+    models: Sequence[str] = ()
+    max_tokens: int | None = None
+    system_prompt: str | None = None
+    response_format: Mapping[str, Any] | None = None
+    require_stream: bool = False
+    max_user_chars: int | None = None
+
+    def wire(self) -> dict[str, Any]:
+        """The JSON object the header carries (version 1)."""
+        rules: dict[str, Any] = {"v": 1}
+        if self.models:
+            if isinstance(self.models, str) or not all(isinstance(m, str) and m for m in self.models):
+                raise SigningError("policy", "models must be a list of non-empty strings")
+            rules["models"] = list(self.models)
+        for name in ("max_tokens", "max_user_chars"):
+            value = getattr(self, name)
+            if value is not None:
+                if type(value) is not int or value < 1:
+                    raise SigningError("policy", f"{name} must be a positive whole number, got {value!r}")
+                rules[name] = value
+        if self.system_prompt is not None:
+            rules["system_sha256"] = sha256_hex(self.system_prompt)
+        if self.response_format is not None:
+            try:
+                rules["response_format_sha256"] = sha256_hex(canonical_json(self.response_format))
+            except (TypeError, ValueError) as exc:
+                raise SigningError("policy", f"response_format is not JSON: {exc}") from None
+        if self.require_stream:
+            rules["stream"] = True
+        return rules
+
+    def header(self) -> str:
+        raw = json.dumps(self.wire(), separators=(",", ":")).encode()
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyRules:
+    """A policy as the gateway receives it: hashes instead of the texts."""
+
+    models: tuple[str, ...] = ()
+    max_tokens: int | None = None
+    system_sha256: str | None = None
+    response_format_sha256: str | None = None
+    require_stream: bool = False
+    max_user_chars: int | None = None
+
+    @classmethod
+    def from_header(cls, value: str) -> PolicyRules:
+        """Decode ``x-signgate-policy``; ValueError says what is wrong."""
+        try:
+            data = json.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
+        except (binascii.Error, ValueError, UnicodeDecodeError):
+            raise ValueError("is not base64url-encoded JSON") from None
+        if not isinstance(data, dict) or data.get("v") != 1:
+            raise ValueError("is not a version-1 policy object")
+        unknown = set(data) - {"v", "models", "max_tokens", "system_sha256", "response_format_sha256", "stream",
+                               "max_user_chars"}  # fmt: skip
+        if unknown:
+            raise ValueError(f"has rules this gateway does not know: {sorted(unknown)}")
+        models = data.get("models", [])
+        if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
+            raise ValueError("models must be a list of strings")
+        for name in ("max_tokens", "max_user_chars"):
+            if name in data and (type(data[name]) is not int or data[name] < 1):
+                raise ValueError(f"{name} must be a positive whole number")
+        for name in ("system_sha256", "response_format_sha256"):
+            if name in data and not (isinstance(data[name], str) and re.fullmatch(r"[0-9a-f]{64}", data[name])):
+                raise ValueError(f"{name} must be 64 lower-case hex characters")
+        return cls(
+            models=tuple(models),
+            max_tokens=data.get("max_tokens"),
+            system_sha256=data.get("system_sha256"),
+            response_format_sha256=data.get("response_format_sha256"),
+            require_stream=data.get("stream") is True,
+            max_user_chars=data.get("max_user_chars"),
+        )
+
+
+def extension_headers(
+    *,
+    nonce: str | None,
+    uses: int | None,
+    user: str | None,
+    tenant: str | None,
+    policy: Policy | None,
+) -> dict[str, str]:
+    """The headers to bind for the requested extensions, validated; raises SigningError."""
+    headers: dict[str, str] = {}
+    if nonce is not None:
+        headers[NONCE] = nonce
+        if uses is not None and uses != 1:
+            headers[USES] = str(uses)
+    for field_name, header, value in (("user", USER, user), ("tenant", TENANT, tenant)):
+        if value is not None:
+            if not isinstance(value, str) or not _ID.fullmatch(value):
+                raise SigningError(field_name, "must be 1 to 128 visible ASCII characters (hash or encode other ids)")
+            headers[header] = value
+    if policy is not None:
+        if not isinstance(policy, Policy):
+            raise SigningError("policy", f"must be a signgate.Policy, got {type(policy).__name__}")
+        headers[POLICY] = policy.header()
+    return headers

@@ -1,0 +1,321 @@
+"""Shared state for abuse controls: nonce uses, request rates, concurrent streams, token budgets.
+
+One call, :meth:`Store.admit`, checks everything a request needs and, only if all of it passes,
+counts it: a nonce use, a request in this minute and a concurrent-stream lease for every scope
+(key, tenant, user). Nothing is counted for a refused request, so a rate-limited single-use URL
+can be retried. In memory the check is atomic because nothing awaits between check and count;
+in Redis it is one Lua script, so many gateway processes and hosts enforce the same numbers.
+
+Every entry expires on its own: nonces when their URL does, rate windows after two minutes,
+token totals after two days, stream leases unless the owning process keeps refreshing them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+logger = logging.getLogger("signgate.store")
+
+LIMIT_NAMES = ("requests_per_minute", "concurrent_streams", "tokens_per_day")
+
+
+class StoreUnavailable(Exception):
+    """The store could not be reached or answered with an error."""
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Limits for one scope; ``None`` means unlimited."""
+
+    requests_per_minute: int | None = None
+    concurrent_streams: int | None = None
+    tokens_per_day: int | None = None
+
+    def __bool__(self) -> bool:
+        return any(v is not None for v in (self.requests_per_minute, self.concurrent_streams, self.tokens_per_day))
+
+    def as_tuple(self) -> tuple[int, int, int]:
+        """(rpm, concurrent, tokens) with 0 for unlimited, as the Lua script takes them."""
+        return (self.requests_per_minute or 0, self.concurrent_streams or 0, self.tokens_per_day or 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """Who a limit applies to: ``kind`` is key, tenant or user; ``id`` is unique across keys."""
+
+    kind: str
+    id: str
+    limits: Limits
+
+
+@dataclass(frozen=True, slots=True)
+class Nonce:
+    id: str
+    uses: int
+    expires_at: int
+
+
+@dataclass(slots=True)
+class Admission:
+    """The outcome of :meth:`Store.admit`."""
+
+    admitted: bool
+    replayed: bool = False
+    limit: str | None = None
+    scope: Scope | None = None
+    retry_after: int = 0
+    lease: str | None = None
+    lease_scopes: tuple[Scope, ...] = field(default_factory=tuple)
+
+
+def _minute(now: float) -> int:
+    return int(now // 60)
+
+
+def _day(now: float) -> int:
+    return int(now // 86400)
+
+
+def retry_after(limit: str, now: float) -> int:
+    if limit == "requests_per_minute":
+        return max(1, 60 - int(now % 60))
+    if limit == "tokens_per_day":
+        return max(1, 86400 - int(now % 86400))
+    return 1
+
+
+class Store(ABC):
+    """Where nonces, counters and usage live."""
+
+    @abstractmethod
+    async def admit(self, nonce: Nonce | None, scopes: Sequence[Scope], now: float) -> Admission: ...
+
+    @abstractmethod
+    async def release(self, admission: Admission) -> None:
+        """End the admission's concurrent-stream leases."""
+
+    @abstractmethod
+    async def add_tokens(self, scopes: Sequence[Scope], tokens: int, now: float) -> None:
+        """Count ``tokens`` against every scope's daily budget."""
+
+    async def close(self) -> None:  # noqa: B027 - optional for subclasses
+        """Release connections."""
+
+
+class MemoryStore(Store):
+    """State in this process only: exact for one worker; each worker counts on its own."""
+
+    def __init__(self) -> None:
+        self._nonces: dict[str, tuple[int, int]] = {}
+        self._rates: dict[tuple[str, int], int] = {}
+        self._streams: dict[str, int] = {}
+        self._tokens: dict[tuple[str, int], int] = {}
+        self._admits = 0
+
+    async def admit(self, nonce: Nonce | None, scopes: Sequence[Scope], now: float) -> Admission:
+        self._admits += 1
+        if self._admits % 1024 == 0:
+            self._sweep(now)
+        if nonce is not None:
+            used, _ = self._nonces.get(nonce.id, (0, 0))
+            if used >= nonce.uses:
+                return Admission(admitted=False, replayed=True)
+        minute, day = _minute(now), _day(now)
+        for scope in scopes:
+            rpm, streams, tokens = scope.limits.as_tuple()
+            if rpm and self._rates.get((scope.id, minute), 0) >= rpm:
+                return self._denied("requests_per_minute", scope, now)
+            if streams and self._streams.get(scope.id, 0) >= streams:
+                return self._denied("concurrent_streams", scope, now)
+            if tokens and self._tokens.get((scope.id, day), 0) >= tokens:
+                return self._denied("tokens_per_day", scope, now)
+        if nonce is not None:
+            used, _ = self._nonces.get(nonce.id, (0, 0))
+            self._nonces[nonce.id] = (used + 1, nonce.expires_at)
+        leased = []
+        for scope in scopes:
+            if scope.limits.requests_per_minute:
+                self._rates[(scope.id, minute)] = self._rates.get((scope.id, minute), 0) + 1
+            if scope.limits.concurrent_streams:
+                self._streams[scope.id] = self._streams.get(scope.id, 0) + 1
+                leased.append(scope)
+        return Admission(admitted=True, lease="memory" if leased else None, lease_scopes=tuple(leased))
+
+    @staticmethod
+    def _denied(limit: str, scope: Scope, now: float) -> Admission:
+        return Admission(admitted=False, limit=limit, scope=scope, retry_after=retry_after(limit, now))
+
+    async def release(self, admission: Admission) -> None:
+        for scope in admission.lease_scopes:
+            left = self._streams.get(scope.id, 0) - 1
+            if left > 0:
+                self._streams[scope.id] = left
+            else:
+                self._streams.pop(scope.id, None)
+
+    async def add_tokens(self, scopes: Sequence[Scope], tokens: int, now: float) -> None:
+        day = _day(now)
+        for scope in scopes:
+            if scope.limits.tokens_per_day:
+                self._tokens[(scope.id, day)] = self._tokens.get((scope.id, day), 0) + tokens
+
+    def _sweep(self, now: float) -> None:
+        self._nonces = {k: v for k, v in self._nonces.items() if v[1] >= now}
+        minute, day = _minute(now), _day(now)
+        self._rates = {k: v for k, v in self._rates.items() if k[1] >= minute - 1}
+        self._tokens = {k: v for k, v in self._tokens.items() if k[1] >= day - 1}
+
+    def size(self) -> int:
+        """Entries held; tests check that it does not grow without bound."""
+        return len(self._nonces) + len(self._rates) + len(self._streams) + len(self._tokens)
+
+
+# KEYS[1] = nonce key; then per scope i (0-based): KEYS[2+3i] rate, KEYS[3+3i] streams, KEYS[4+3i] tokens.
+# ARGV: now, lease id, lease ttl, nonce uses (0: no nonce), nonce ttl, scope count,
+#       then per scope: rpm limit, streams limit, tokens limit (0: unlimited).
+_ADMIT = """
+local now = tonumber(ARGV[1])
+local uses = tonumber(ARGV[4])
+if uses > 0 and tonumber(redis.call('GET', KEYS[1]) or '0') >= uses then return {-1, 0} end
+local n = tonumber(ARGV[6])
+for i = 0, n - 1 do
+  local rpm, streams, tokens = tonumber(ARGV[7 + 3 * i]), tonumber(ARGV[8 + 3 * i]), tonumber(ARGV[9 + 3 * i])
+  if rpm > 0 and tonumber(redis.call('GET', KEYS[2 + 3 * i]) or '0') >= rpm then return {i + 1, 1} end
+  if streams > 0 then
+    redis.call('ZREMRANGEBYSCORE', KEYS[3 + 3 * i], '-inf', now)
+    if redis.call('ZCARD', KEYS[3 + 3 * i]) >= streams then return {i + 1, 2} end
+  end
+  if tokens > 0 and tonumber(redis.call('GET', KEYS[4 + 3 * i]) or '0') >= tokens then return {i + 1, 3} end
+end
+if uses > 0 then
+  redis.call('INCR', KEYS[1])
+  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[5]))
+end
+for i = 0, n - 1 do
+  if tonumber(ARGV[7 + 3 * i]) > 0 then
+    redis.call('INCR', KEYS[2 + 3 * i])
+    redis.call('EXPIRE', KEYS[2 + 3 * i], 120)
+  end
+  if tonumber(ARGV[8 + 3 * i]) > 0 then
+    redis.call('ZADD', KEYS[3 + 3 * i], now + tonumber(ARGV[3]), ARGV[2])
+    redis.call('EXPIRE', KEYS[3 + 3 * i], tonumber(ARGV[3]) + 60)
+  end
+end
+return {0, 0}
+"""
+
+
+class RedisStore(Store):
+    """State in Redis, shared by every gateway process that points at the same server.
+
+    Stream leases live ``lease_ttl`` seconds unless refreshed; each process refreshes its own
+    every ``lease_ttl / 3`` seconds, so a crashed process's streams stop counting within
+    ``lease_ttl``.
+    """
+
+    def __init__(self, url: str, *, lease_ttl: int = 90, timeout: float = 1.0, prefix: str = "signgate:") -> None:
+        import redis.asyncio as aioredis
+
+        self._redis = aioredis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        self._script = self._redis.register_script(_ADMIT)
+        self._prefix = prefix
+        self._lease_ttl = lease_ttl
+        self._leases: dict[str, tuple[str, ...]] = {}
+        self._refresher: asyncio.Task[None] | None = None
+        self._pid = os.getpid()
+        self._counter = 0
+
+    def _keys(self, nonce: Nonce | None, scopes: Sequence[Scope], now: float) -> list[str]:
+        p = self._prefix
+        keys = [f"{p}nonce:{nonce.id}" if nonce else f"{p}nonce:-"]
+        minute, day = _minute(now), _day(now)
+        for scope in scopes:
+            keys += [f"{p}rate:{scope.id}:{minute}", f"{p}streams:{scope.id}", f"{p}tokens:{scope.id}:{day}"]
+        return keys
+
+    async def admit(self, nonce: Nonce | None, scopes: Sequence[Scope], now: float) -> Admission:
+        self._counter += 1
+        lease = f"{self._pid}:{id(self)}:{self._counter}"
+        args: list[str | int | float] = [
+            now,
+            lease,
+            self._lease_ttl,
+            nonce.uses if nonce else 0,
+            max(1, int(nonce.expires_at - now) + 1) if nonce else 1,
+            len(scopes),
+        ]
+        for scope in scopes:
+            args.extend(scope.limits.as_tuple())
+        try:
+            index, which = await self._script(keys=self._keys(nonce, scopes, now), args=args)
+        except Exception as exc:  # redis raises many kinds; all mean the store failed us
+            raise StoreUnavailable(f"{type(exc).__name__}") from None
+        index, which = int(index), int(which)
+        if index == -1:
+            return Admission(admitted=False, replayed=True)
+        if index > 0:
+            limit = LIMIT_NAMES[which - 1]
+            return Admission(admitted=False, limit=limit, scope=scopes[index - 1], retry_after=retry_after(limit, now))
+        streams = tuple(s for s in scopes if s.limits.concurrent_streams)
+        if not streams:
+            return Admission(admitted=True)
+        self._leases[lease] = tuple(f"{self._prefix}streams:{s.id}" for s in streams)
+        self._ensure_refresher()
+        return Admission(admitted=True, lease=lease, lease_scopes=streams)
+
+    async def release(self, admission: Admission) -> None:
+        if admission.lease is None:
+            return
+        keys = self._leases.pop(admission.lease, ())
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.zrem(key, admission.lease)
+                await pipe.execute()
+        except Exception as exc:  # the lease expires on its own
+            logger.warning("could not release a stream lease (%s); it expires within %s s", type(exc).__name__,
+                           self._lease_ttl)  # fmt: skip
+
+    async def add_tokens(self, scopes: Sequence[Scope], tokens: int, now: float) -> None:
+        day = _day(now)
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for scope in scopes:
+                    if scope.limits.tokens_per_day:
+                        key = f"{self._prefix}tokens:{scope.id}:{day}"
+                        pipe.incrby(key, tokens)
+                        pipe.expire(key, 2 * 86400)
+                await pipe.execute()
+        except Exception as exc:
+            raise StoreUnavailable(type(exc).__name__) from None
+
+    def _ensure_refresher(self) -> None:
+        if self._refresher is None or self._refresher.done():
+            self._refresher = asyncio.create_task(self._refresh_leases())
+
+    async def _refresh_leases(self) -> None:
+        while self._leases:
+            await asyncio.sleep(self._lease_ttl / 3)
+            until = time.time() + self._lease_ttl
+            try:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for lease, keys in list(self._leases.items()):
+                        for key in keys:
+                            pipe.zadd(key, {lease: until}, xx=True)
+                    await pipe.execute()
+            except Exception as exc:
+                logger.warning("could not refresh stream leases (%s)", type(exc).__name__)
+
+    async def close(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
+        await self._redis.aclose()
