@@ -96,6 +96,62 @@ async def status(request: web.Request) -> web.Response:
     )
 
 
+last_chat: dict[str, object] = {}
+
+
+async def chat(request: web.Request) -> web.StreamResponse:
+    """An OpenAI-shaped chat completion: ?pieces=N&interval=S; usage when asked, as OpenAI does."""
+    stats["requests"] += 1
+    body = await request.json()
+    last_chat.clear()
+    last_chat.update(body)
+    pieces = int(request.query.get("pieces", "5"))
+    interval = float(request.query.get("interval", "0"))
+    prompt_tokens, completion_tokens = 11, 2 * pieces
+    usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+             "total_tokens": prompt_tokens + completion_tokens}  # fmt: skip
+    base = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": body.get("model")}
+    if not body.get("stream"):
+        message = {"role": "assistant", "content": "ab" * pieces}
+        return web.json_response({**base, "object": "chat.completion", "usage": usage,
+                                  "choices": [{"index": 0, "message": message, "finish_reason": "stop"}]})  # fmt: skip
+    stats["streams_started"] += 1
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await response.prepare(request)
+    try:
+        for _ in range(pieces):
+            chunk = {**base, "choices": [{"index": 0, "delta": {"content": "ab"}, "finish_reason": None}]}
+            await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            await asyncio.sleep(interval)
+        done = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+        await response.write(f"data: {json.dumps(done)}\n\n".encode())
+        if (body.get("stream_options") or {}).get("include_usage"):
+            await response.write(f"data: {json.dumps({**base, 'choices': [], 'usage': usage})}\n\n".encode())
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+    except (ConnectionResetError, asyncio.CancelledError):
+        stats["streams_disconnected"] += 1
+        raise
+    stats["streams_completed"] += 1
+    return response
+
+
+async def get_last_chat(request: web.Request) -> web.Response:
+    return web.json_response(last_chat)
+
+
+usage_records: list[object] = []
+
+
+async def usage_sink(request: web.Request) -> web.Response:
+    usage_records.append(await request.json())
+    return web.json_response({"ok": True})
+
+
+async def get_usage(request: web.Request) -> web.Response:
+    return web.json_response(usage_records)
+
+
 async def health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
@@ -114,6 +170,10 @@ def make_app() -> web.Application:
     app.router.add_route("*", "/v1/redirect", redirect)
     app.router.add_route("*", "/v1/status/{code}", status)
     app.router.add_route("*", "/other/echo", echo)
+    app.router.add_post("/v1/chat/completions", chat)
+    app.router.add_get("/v1/last-chat", get_last_chat)
+    app.router.add_post("/usage", usage_sink)
+    app.router.add_get("/usage", get_usage)
     app.router.add_get("/healthz", health)
     app.router.add_get("/stats", get_stats)
     return app

@@ -78,3 +78,22 @@ def start_gateway(*args: str, env: dict[str, str] | None = None, health: bool = 
         env=env,
     )
     return server.wait_healthy() if health else server
+
+
+def start_redis() -> Server:
+    """A real redis-server on a free loopback port, without persistence."""
+    port = free_port()
+    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    server = Server("redis", argv, port)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            raise RuntimeError(f"redis-server exited:\n{server.output()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
+                conn.sendall(b"PING\r\n")
+                if conn.recv(64).startswith(b"+PONG"):
+                    return server
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"redis-server did not answer in 20 s:\n{server.output()}")
