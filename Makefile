@@ -17,8 +17,8 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed
 
 lint: venv
-	$(BIN)/ruff check python bench
-	$(BIN)/ruff format --check python bench
+	$(BIN)/ruff check python bench demo
+	$(BIN)/ruff format --check python bench demo
 
 typecheck: venv
 	$(BIN)/mypy
@@ -27,6 +27,9 @@ pytest: venv
 	$(BIN)/pytest
 
 test: lint typecheck pytest
+
+demo: $(VENV)/.installed
+	$(PY) -m demo
 
 bench: venv
 	$(PY) bench/bench_signer.py
