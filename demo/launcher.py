@@ -318,7 +318,11 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     server = None
     try:
-        app = create_app(the_plan.app_config)
+        try:
+            app = create_app(the_plan.app_config)
+        except ValueError as exc:  # a malformed setting, e.g. SIGN_EXPIRES=soon
+            supervisor.say(f"error: {exc}")
+            return 2
         try:
             # Bind here rather than in make_server, which calls sys.exit() when the port is busy.
             family = socket.AF_INET6 if ":" in the_plan.host else socket.AF_INET

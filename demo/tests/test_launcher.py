@@ -272,3 +272,12 @@ def test_main_reports_a_busy_port(
         fake_plan(monkeypatch, catalog_path, [child("gateway", HEALTHY)], port)
         assert launcher.main(["--quiet"]) == 1
     assert "choose another --port" in capsys.readouterr().out
+
+
+def test_main_reports_bad_configuration(
+    monkeypatch: pytest.MonkeyPatch, catalog_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake_plan(monkeypatch, catalog_path, [child("gateway", HEALTHY)], free_port())
+    monkeypatch.setenv("SIGN_RATE_LIMIT", "lots")
+    assert launcher.main(["--quiet"]) == 2
+    assert "error: SIGN_RATE_LIMIT must be a whole number, got 'lots'" in capsys.readouterr().out
