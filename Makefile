@@ -22,8 +22,8 @@ node_modules/.installed: package.json package-lock.json
 	@touch $@
 
 lint: venv
-	$(BIN)/ruff check python bench
-	$(BIN)/ruff format --check python bench
+	$(BIN)/ruff check python bench demo
+	$(BIN)/ruff format --check python bench demo
 
 typecheck: venv
 	$(BIN)/mypy
@@ -36,6 +36,9 @@ jstest: node_modules/.installed
 	npm run size
 
 test: lint typecheck pytest jstest
+
+demo: $(VENV)/.installed
+	$(PY) -m demo
 
 bench: venv
 	$(PY) bench/bench_signer.py
