@@ -22,6 +22,7 @@ HERE = Path(__file__).parent
 SETS = {
     "car": ("standin_car_schema.json", "standin_queries.json"),
     "laptop": ("standin_laptop_schema.json", "standin_laptop_queries.json"),
+    "holdout": ("standin_car_schema.json", "standin_holdout_queries.json"),
 }
 
 
@@ -104,6 +105,14 @@ def test_laptop_score_floor() -> None:
     report = f"{result}\n" + "\n".join(result.notes)
     assert result.right >= 0.9 * result.total, report
     assert result.wrong <= 1, report
+
+
+def test_holdout_score_floor() -> None:
+    # Written after the parser; its first run scored 124 right, 3 wrong, 3 missed of 130.
+    result = score("holdout")
+    report = f"{result}\n" + "\n".join(result.notes)
+    assert result.right >= 0.9 * result.total, report
+    assert result.wrong <= 2, report
 
 
 @pytest.mark.parametrize("name", sorted(SETS))

@@ -10,8 +10,8 @@ Steps, each a function tests call on its own:
    nearest number.
 4. :func:`assign` gives each number to one stem (``price_min``/``price_max``, ``seats_min``):
    a keyword decides; else a currency mark picks a money stem; else the number must fit the
-   stem's range, narrow ranges (years, counts) first, then money. Numbers with no evidence at
-   all (a bare "4" in "4 doors") are left out.
+   stem's range, narrow ranges (years, counts) first, then money. A bare number (no bound, unit
+   or keyword) only fills a narrow stem ("a 2018 Camry"), and a bare small one ("4 doors") nothing.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ _BREAKS = frozenset(",.;:!?()[]{}|/")
 
 UPPER_BEFORE = frozenset(
     {"under", "below", "less than", "at most", "up to", "upto", "no more than", "not more than", "max", "maximum",
+     "nothing over", "nothing above", "nothing more than",
      "cheaper than", "older than", "before", "lower than", "fewer than", "no higher than", "not over", "not above",
      "within", "no newer than", "smaller than", "lighter than", "shorter than", "less then", "<", "< =", "≤", "tops"}
 )  # fmt: skip
@@ -79,11 +80,6 @@ class Mention:
     side: Side | None = None
     stems: list[int] = field(default_factory=list)  # stems named by keywords, nearest first
 
-    @property
-    def evidence(self) -> bool:
-        """Whether anything but the digits says what this number is; a bare "4" has none."""
-        return bool(self.is_range or self.side or self.amount or self.currency or self.stems or self.hi >= 100)
-
 
 def _contiguous(a: Token, b: Token) -> bool:
     return a.end == b.start
@@ -111,7 +107,8 @@ def _single(tokens: Sequence[Token], i: int) -> Mention | None:
             return None
         if prev is not None and prev.text == "-" and _contiguous(prev, tok) and i > 1:
             before = tokens[i - 2]
-            if before.kind == "word" and _contiguous(before, prev):
+            glued_to_name = before.kind == "word" and before.text not in _MULTIPLIERS  # "10k-15k" is a range
+            if glued_to_name and _contiguous(before, prev):
                 return None
         if nxt is not None and nxt.kind == "word" and _contiguous(tok, nxt) and nxt.text in _ORDINAL_SUFFIXES:
             return None
@@ -335,8 +332,12 @@ def assign(mentions: Sequence[Mention], stems: Sequence[Stem]) -> Placement:
             candidates = [stems[i] for i in m.stems]
         elif m.currency and any(s.money for s in stems):
             candidates = [s for s in stems if s.money]
-        elif m.evidence:
+        elif m.is_range or m.side or m.amount:
             candidates = list(stems)
+        elif m.hi >= 100:
+            # A bare number ("a 2018 Camry", "a Ram 1500") is only trusted where its range is narrow
+            # enough to say what it is; a bare "1500" could be a price, a mileage or a model name.
+            candidates = [s for s in stems if s.width <= NARROW]
         else:
             continue
         options = []
