@@ -4,6 +4,8 @@
 ``POST /v1/chat/completions``; :func:`serve` runs that with uvicorn. See ``docs/standin.md``.
 """
 
+from .cli import add_arguments as add_arguments
+from .cli import run as run
 from .model import PLAIN_ANSWER as PLAIN_ANSWER
 from .model import extract as extract
 from .model import reply as reply
@@ -16,8 +18,10 @@ __all__ = [
     "PLAIN_ANSWER",
     "StandinApp",
     "Stats",
+    "add_arguments",
     "create_app",
     "extract",
     "reply",
+    "run",
     "serve",
 ]
