@@ -38,6 +38,11 @@ PLAIN_ANSWER = (
 )
 
 
+#: Only this many characters of the user's message are read: a search query is short, and the
+#: server runs the parser on its event loop, so the work per request must stay bounded.
+MAX_TEXT = 4000
+
+
 @dataclass(frozen=True, slots=True)
 class _Phrase:
     pattern: re.Pattern[str]
@@ -85,11 +90,12 @@ def match_phrases(compiled: CompiledSchema, text: str) -> tuple[dict[Field, list
     """Values each field's phrases name, in text order, and the text with those spans masked."""
     hits: dict[Field, list[tuple[int, Scalar]]] = {}
     for phrase in compiled.phrases:
-        for match in list(phrase.pattern.finditer(text)):
-            start, end = match.span()
+        spans = [match.span() for match in phrase.pattern.finditer(text)]
+        for start, _ in spans:
             if not negated(text, start):
                 hits.setdefault(phrase.field, []).append((start, phrase.value))
-            text = mask(text, start, end)
+        if spans:
+            text = mask(text, spans)
     ordered = {f: [v for _, v in sorted(found, key=lambda h: h[0])] for f, found in hits.items()}
     return ordered, text
 
@@ -106,7 +112,7 @@ def _choose(f: Field, found: Sequence[Scalar]) -> Any:
 def extract(schema: Mapping[str, Any], text: str) -> Any:
     """The object ``schema`` describes, filled from ``text``; always valid against the schema."""
     compiled = compile_schema(schema)
-    lowered = text.lower()
+    lowered = text[:MAX_TEXT].lower()
     found, rest = match_phrases(compiled, lowered)
     values: dict[Field, Any] = {}
     for f, hits in found.items():
@@ -115,6 +121,8 @@ def extract(schema: Mapping[str, Any], text: str) -> Any:
             values[f] = chosen
     for f, number in extract_numbers(rest, compiled.stems).items():
         values[f] = f.number(number)  # a number written out beats a synonym ("low miles, under 60k miles")
+    if isinstance(compiled.root, Field) and compiled.root.kind == "unsupported" and compiled.root.json_type is None:
+        return {}  # an empty schema, or one this parser cannot read: an empty object is the plainest answer
     return _build(compiled.root, values, required=True)
 
 
@@ -148,7 +156,14 @@ def _fallback(f: Field) -> Any:
     if f.kind == "boolean":
         return False
     if f.kind == "number":
-        for candidate in (0.0, f.minimum, math.ceil(f.minimum), math.floor(f.maximum), f.maximum):
+        # The valid value nearest zero or the lower bound, trying the next step up for exclusive bounds.
+        lo, hi = f.minimum, f.maximum
+        candidates = [0.0, lo, hi, (lo + hi) / 2]
+        if math.isfinite(lo):
+            candidates[2:2] = [math.floor(lo) + 1, lo + (f.multiple_of or 1)]
+            if f.multiple_of:
+                candidates.insert(2, math.ceil(lo / f.multiple_of) * f.multiple_of)
+        for candidate in candidates:
             if f.accepts_number(candidate):
                 return f.number(candidate)
         return None

@@ -16,6 +16,7 @@ Steps, each a function tests call on its own:
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -225,15 +226,19 @@ class Occurrence:
 def find_keywords(text: str, tokens: Sequence[Token], stems: Sequence[Stem]) -> list[Occurrence]:
     """Every place a stem's keyword appears, as token spans."""
     found: list[Occurrence] = []
+    starts = [t.start for t in tokens]
     for index, stem in enumerate(stems):
         for keyword in stem.keywords:
             pattern = _keyword_pattern(keyword)
             if pattern is None:
                 continue
             for match in pattern.finditer(text):
-                span = [j for j, t in enumerate(tokens) if t.start < match.end() and t.end > match.start()]
-                if span:
-                    found.append(Occurrence(index, span[0], span[-1]))
+                first = bisect.bisect_right(starts, match.start()) - 1
+                if first < 0 or tokens[first].end <= match.start():
+                    first += 1
+                last = bisect.bisect_left(starts, match.end()) - 1
+                if first <= last:
+                    found.append(Occurrence(index, first, last))
     return found
 
 
@@ -248,8 +253,9 @@ def _keyword_pattern(keyword: str) -> re.Pattern[str] | None:
     return _KEYWORD_PATTERNS[keyword]
 
 
-def _gap(tokens: Sequence[Token], start: int, stop: int) -> int | None:
-    """How many tokens lie in ``start..stop-1``, or None if punctuation separates the two ends."""
+def _gap(tokens: Sequence[Token], start: int, stop: int, limit: int) -> int | None:
+    """How many words lie in ``start..stop-1``; None if punctuation separates the ends or there
+    are more than ``limit`` (checked as it goes, so a far-away number costs nothing)."""
     count = 0
     for j in range(start, stop):
         tok = tokens[j]
@@ -257,6 +263,8 @@ def _gap(tokens: Sequence[Token], start: int, stop: int) -> int | None:
             return None
         if tok.text not in _FILLERS:
             count += 1
+            if count > limit:
+                return None
     return count
 
 
@@ -264,21 +272,17 @@ def attach_keywords(tokens: Sequence[Token], mentions: Sequence[Mention], occurr
     """Give each keyword occurrence to the nearest number: up to 2 words after it ("50k miles",
     "16 gb of ram") or 3 before it ("mileage under 50000"); a tie goes to the number before,
     since units follow quantities."""
+    firsts = [m.first for m in mentions]  # mentions are in text order and do not overlap
     for occ in occurrences:
         target: Mention | None = None
-        for m in mentions:
-            if m.first <= occ.last and occ.first <= m.last:
-                target = m
-                break
-        if target is None:
-            prev = next((m for m in reversed(mentions) if m.last < occ.first), None)
-            nxt = next((m for m in mentions if m.first > occ.last), None)
-            gap_prev = _gap(tokens, prev.last + 1, occ.first) if prev else None
-            gap_next = _gap(tokens, occ.last + 1, nxt.first) if nxt else None
-            if gap_prev is not None and gap_prev > 2:
-                gap_prev = None
-            if gap_next is not None and gap_next > 3:
-                gap_next = None
+        i = bisect.bisect_right(firsts, occ.last)  # mentions[:i] start at or before the keyword ends
+        prev = mentions[i - 1] if i > 0 else None
+        nxt = mentions[i] if i < len(mentions) else None
+        if prev is not None and prev.last >= occ.first:
+            target = prev  # the keyword is part of the number: "$" or "grand"
+        else:
+            gap_prev = _gap(tokens, prev.last + 1, occ.first, 2) if prev else None
+            gap_next = _gap(tokens, occ.last + 1, nxt.first, 3) if nxt else None
             if gap_prev is not None and (gap_next is None or gap_prev <= gap_next):
                 target = prev
             elif gap_next is not None:

@@ -10,6 +10,7 @@ Text is lower-cased first; spans already claimed by an earlier stage are overwri
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, cast
 
@@ -41,8 +42,14 @@ def phrase_pattern(phrase: str, *, plural: bool = True) -> re.Pattern[str] | Non
     return re.compile(prefix + body + suffix)
 
 
-def mask(text: str, start: int, end: int) -> str:
-    return text[:start] + MASK * (end - start) + text[end:]
+def mask(text: str, spans: Sequence[tuple[int, int]]) -> str:
+    """``text`` with each non-overlapping ``(start, end)`` span, in order, overwritten by :data:`MASK`."""
+    parts, last = [], 0
+    for start, end in spans:
+        parts += [text[last:start], MASK * (end - start)]
+        last = end
+    parts.append(text[last:])
+    return "".join(parts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +80,8 @@ def negated(text: str, start: int) -> bool:
     Walks back over articles, "or"/"and" and other matched phrases, so "no sunroof or leather"
     negates both; any other word or punctuation ends the walk.
     """
-    for tok in reversed(tokenize(text[:start])[-6:]):
+    # Six tokens back is all the walk can use; a bounded window keeps long texts linear.
+    for tok in reversed(tokenize(text[max(0, start - 120) : start])[-6:]):
         word = MASK if tok.kind == "mask" else tok.text
         if word in NEGATIONS:
             return True
