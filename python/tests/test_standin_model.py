@@ -93,6 +93,8 @@ def mentions(text: str) -> list[tuple[float, float, bool, bool]]:
         ("20 grand", [(20000, 20000, False, True)]),
         ("$25,000", [(25000, 25000, False, True)]),
         ("1.5k", [(1500, 1500, False, False)]),
+        ("1.1k", [(1100, 1100, False, False)]),
+        ("between 1.1 and 2.3k", [(1100, 2300, True, False)]),
         ("25000 dollars", [(25000, 25000, False, True)]),
         ("seven seats", [(7, 7, False, False)]),
         ("between 20 and 25 grand", [(20000, 25000, True, True)]),
@@ -312,3 +314,18 @@ def test_only_the_start_of_a_long_message_is_read() -> None:
     padding = "blah " * (MAX_TEXT // 5)
     assert extract(FLAT_CAR, "sedan " + padding) == {"body": "sedan"}
     assert extract(FLAT_CAR, padding + " sedan") == {}
+
+
+def test_recursive_schema_ends() -> None:
+    schema = {
+        "$defs": {
+            "node": {
+                "type": "object",
+                "properties": {"color": {"enum": ["red", "blue"]}, "child": {"$ref": "#/$defs/node"}},
+            }
+        },
+        "$ref": "#/$defs/node",
+    }
+    answer = extract(schema, "red")
+    jsonschema.validate(answer, schema)
+    assert answer == {"color": "red"}

@@ -123,17 +123,17 @@ def extract(schema: Mapping[str, Any], text: str) -> Any:
         values[f] = f.number(number)  # a number written out beats a synonym ("low miles, under 60k miles")
     if isinstance(compiled.root, Field) and compiled.root.kind == "unsupported" and compiled.root.json_type is None:
         return {}  # an empty schema, or one this parser cannot read: an empty object is the plainest answer
-    return _build(compiled.root, values, required=True)
+    return _build(compiled.root, values)
 
 
-def _build(node: ObjectNode | Field, values: Mapping[Field, Any], *, required: bool) -> Any:
+def _build(node: ObjectNode | Field, values: Mapping[Field, Any]) -> Any:
     if isinstance(node, Field):
         return values[node] if node in values else _fallback(node)
     out: dict[str, Any] = {}
     for name, child in node.children.items():
         is_required = name in node.required
         if isinstance(child, ObjectNode):
-            sub = _build(child, values, required=is_required)
+            sub = _build(child, values)
             if sub or is_required:
                 out[name] = sub
         elif child in values:

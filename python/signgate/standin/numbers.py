@@ -118,7 +118,7 @@ def _single(tokens: Sequence[Token], i: int) -> Mention | None:
         m.first, m.currency, m.amount = i - 1, True, True
     if nxt is not None and nxt.kind == "word" and nxt.text in _MULTIPLIERS:
         m.multiplier = _MULTIPLIERS[nxt.text]
-        m.lo = m.hi = value * m.multiplier
+        m.lo = m.hi = round(value * m.multiplier, 6)  # 1.1 * 1000 is 1100.0000000000002 in floating point
         m.last, m.amount = i + 1, True
         m.currency |= nxt.text == "grand"
     after = tokens[m.last + 1] if m.last + 1 < len(tokens) else None
@@ -159,7 +159,7 @@ def _range(tokens: Sequence[Token], a: Mention, b: Mention) -> Mention | None:
         return None
     lo = a.lo
     if a.multiplier == 1.0 and b.multiplier != 1.0 and lo * b.multiplier <= b.hi:
-        lo *= b.multiplier
+        lo = round(lo * b.multiplier, 6)
     if lo > b.hi:
         return None
     return Mention(
@@ -170,7 +170,6 @@ def _range(tokens: Sequence[Token], a: Mention, b: Mention) -> Mention | None:
         is_range=True,
         currency=a.currency or b.currency,
         amount=a.amount or b.amount,
-        side=b.side,
     )
 
 

@@ -33,6 +33,8 @@ _BOUND_NAME = re.compile(
     r"^(?:(?P<pre>min|max|minimum|maximum)_(?P<a>.+)|(?P<b>.+)_(?P<post>min|max|minimum|maximum))$"
 )
 _NUMBER = re.compile(r"^-?\d+(?:\.\d+)?$")
+#: How deep objects are read; deeper parts of a (possibly recursive) schema are left out.
+MAX_DEPTH = 8
 
 
 @dataclass(frozen=True, slots=True, eq=False)  # identity hashing: fields key dicts, defaults may be lists
@@ -223,6 +225,10 @@ class SchemaReader:
 
     def _node(self, raw: Any, path: tuple[str, ...], *, required: bool) -> ObjectNode | Field:
         node, nullable = self._resolve(raw)
+        if len(path) > MAX_DEPTH:  # a recursive schema ("$ref": "#") would otherwise never end
+            leaf = Field(path=path, kind="unsupported", json_type="object", nullable=nullable, required=required)
+            self.fields.append(leaf)
+            return leaf
         if node.get("type") == "object" or (node.get("type") is None and isinstance(node.get("properties"), Mapping)):
             props = node.get("properties")
             children: dict[str, ObjectNode | Field] = {}
