@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import threading
@@ -353,3 +354,57 @@ def test_unknown_path_and_method(running: Running) -> None:
     assert status == 404 and body["error"]["code"] == "unknown_url"
     status, body = running.get("/v1/chat/completions")
     assert status == 405 and "POST" in body["error"]["message"]
+
+
+def test_oversized_body_is_refused(running: Running) -> None:
+    body = json.dumps({"model": "m", "messages": ask("x" * (1 << 20))}).encode()
+    status, error = http(f"{running.url}/v1/chat/completions", data=body, headers={"Authorization": f"Bearer {KEY}"})
+    assert status == 413 and error["error"]["code"] == "request_too_large"
+
+
+def call_directly(app: StandinApp, method: str, path: str, client: tuple[str, int] | None) -> tuple[int, Any]:
+    """Drive the ASGI app in-process, to give it client addresses no loopback socket can have."""
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": method, "path": path, "headers": [], "client": client}
+    asyncio.run(app(scope, receive, send))
+    return sent[0]["status"], json.loads(sent[1]["body"])
+
+
+@pytest.mark.parametrize(
+    ("client", "allowed"),
+    [
+        (("127.0.0.1", 5000), True),
+        (("127.8.9.10", 5000), True),
+        (("::1", 5000), True),
+        (("::ffff:127.0.0.1", 5000), True),
+        (("10.1.2.3", 5000), False),
+        (("::ffff:10.1.2.3", 5000), False),
+        (("not-an-ip", 5000), False),
+        (None, False),
+    ],
+)
+@pytest.mark.parametrize(("method", "path"), [("GET", "/_standin/stats"), ("POST", "/_standin/config")])
+def test_admin_endpoints_answer_loopback_only(
+    client: tuple[str, int] | None, allowed: bool, method: str, path: str
+) -> None:
+    status, body = call_directly(create_app(KEY), method, path, client)
+    if allowed:
+        assert status == 200
+    else:
+        assert (status, body["error"]["code"]) == (403, "forbidden")
+
+
+def test_app_checks_its_settings() -> None:
+    with pytest.raises(ValueError, match="api_key"):
+        create_app("")
+    with pytest.raises(ValueError, match="delay"):
+        create_app(KEY, delay=-1)
+    with pytest.raises(ValueError, match="chunk_size"):
+        create_app(KEY, chunk_size=0)
