@@ -122,7 +122,29 @@ def _optional_commands() -> list[Register]:
         commands.append(add_serve)
     except ImportError as exc:  # the gateway extra is not installed
         commands.append(_unavailable("serve", "run the gateway", exc.name))
+    try:
+        from .standin import cli as standin_cli
+
+        commands.append(_add_standin(standin_cli.add_arguments, standin_cli.run))
+    except ImportError as exc:
+        commands.append(_unavailable("standin", "run the offline stand-in model", exc.name))
     return commands
+
+
+def _add_standin(
+    add_arguments: Callable[[argparse.ArgumentParser], None], run: Callable[[argparse.Namespace], int]
+) -> Register:
+    def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+        p = sub.add_parser(
+            "standin",
+            help="run the offline stand-in model: an OpenAI-compatible server that is NOT a language model",
+            description="An OpenAI-compatible chat-completions server whose 'model' is a deterministic parser "
+            "driven by the request's JSON schema. For demos and tests without an LLM; see docs/standin.md.",
+        )
+        add_arguments(p)
+        p.set_defaults(run=run, command="standin")
+
+    return register
 
 
 def _unavailable(command: str, summary: str, module: str | None) -> Register:

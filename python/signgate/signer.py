@@ -161,6 +161,8 @@ class Signer:
         expires = self.expires_in if expires_in is None else _check_expires(expires_in)
         proxy = _check_upstream(upstream_url)
         bound = _bound_headers(headers)
+        if any(name.startswith(extensions.PREFIX) for name in bound):
+            raise SigningError("headers", f"{extensions.PREFIX}* headers are set by the signer's own arguments")
         if single_use or uses is not None or user is not None or tenant is not None or policy is not None:
             bound.update(self._extensions(bound, single_use, uses, user, tenant, policy))
 
@@ -198,8 +200,6 @@ class Signer:
         tenant: str | None,
         policy: Policy | None,
     ) -> dict[str, str]:
-        if any(name.startswith(extensions.PREFIX) for name in bound):
-            raise SigningError("headers", f"{extensions.PREFIX}* headers are set by the signer's own arguments")
         if uses is not None and (type(uses) is not int or not 1 <= uses <= extensions.MAX_USES):
             raise SigningError("uses", f"must be a whole number in 1..{extensions.MAX_USES}, got {uses!r}")
         if single_use and uses not in (None, 1):

@@ -26,9 +26,14 @@ def test_extensions_are_bound_headers_that_verify(clock: FakeClock) -> None:
     )
     names = ref.query_params(req.url)["X-Sw-SignedHeaders"].split(";")
     assert names == [
-        "x-signgate-nonce", "x-signgate-uses", "x-signgate-user", "x-signgate-tenant", "x-signgate-policy",
-        "content-type", "content-length",
-    ]  # fmt: skip
+        "x-signgate-nonce",
+        "x-signgate-uses",
+        "x-signgate-user",
+        "x-signgate-tenant",
+        "x-signgate-policy",
+        "content-type",
+        "content-length",
+    ]
     assert req.headers["x-signgate-uses"] == "3" and req.headers["x-signgate-user"] == "user-7"
     assert len(req.headers["x-signgate-nonce"]) == 22
     headers = {**req.headers, "content-length": str(len(req.body.encode()))}  # type: ignore[union-attr]
@@ -73,13 +78,23 @@ def test_bad_extension_input(clock: FakeClock, kwargs: dict[str, object], field:
 
 
 def test_policy_round_trips_through_its_header() -> None:
-    policy = Policy(models=["gpt-4o-mini"], max_tokens=200, system_prompt=SYSTEM, response_format=FORMAT,
-                    require_stream=True, max_user_chars=300)  # fmt: skip
+    policy = Policy(
+        models=["gpt-4o-mini"],
+        max_tokens=200,
+        system_prompt=SYSTEM,
+        response_format=FORMAT,
+        require_stream=True,
+        max_user_chars=300,
+    )
     rules = PolicyRules.from_header(policy.header())
     assert rules == PolicyRules(
-        models=("gpt-4o-mini",), max_tokens=200, system_sha256=sha256_hex(SYSTEM),
-        response_format_sha256=sha256_hex(canonical_json(FORMAT)), require_stream=True, max_user_chars=300,
-    )  # fmt: skip
+        models=("gpt-4o-mini",),
+        max_tokens=200,
+        system_sha256=sha256_hex(SYSTEM),
+        response_format_sha256=sha256_hex(canonical_json(FORMAT)),
+        require_stream=True,
+        max_user_chars=300,
+    )
 
 
 @pytest.mark.parametrize(
@@ -110,7 +125,7 @@ RULES = PolicyRules.from_header(
         response_format=FORMAT,
         require_stream=True,
         max_user_chars=20,
-    ).header()  # fmt: skip
+    ).header()
 )
 
 
@@ -154,7 +169,7 @@ def test_policy_inserts_max_tokens_when_absent() -> None:
                     {"role": "user", "content": "x" * 15},
                     {"role": "user", "content": [{"type": "text", "text": "y" * 6}]},
                 ]
-            ),  # fmt: skip
+            ),
             "max_user_chars",
         ),
     ],
