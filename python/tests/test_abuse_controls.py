@@ -58,7 +58,7 @@ def signer(gateway: Server, **kw: object) -> Signer:
 
 def at(req: SignedRequest, gateway: Server) -> SignedRequest:
     """The same signed request, sent to another gateway process (the signature ignores the host)."""
-    base, query = req.url.split("?", 1)
+    query = req.url.split("?", 1)[1]
     return SignedRequest(gateway.url + "/?" + query, req.method, req.headers, req.body, req.expires_at)
 
 
@@ -76,7 +76,7 @@ async def fire(requests: Sequence[SignedRequest], read_body: bool = True) -> lis
 
 def away_from_minute_boundary() -> None:
     """Requests-per-minute windows are calendar minutes: keep a burst inside one of them."""
-    while 55 <= time.time() % 60 or time.time() % 60 < 1:
+    while time.time() % 60 >= 55 or time.time() % 60 < 1:
         time.sleep(0.2)
 
 
@@ -261,13 +261,14 @@ def test_policies_bind_what_costs_money_and_let_the_user_text_vary(upstream: Ser
             ).status
             == 200
         )
+        long_text = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": 41 * "y"}]
         cases = {
             "models": body(model="gpt-4o"),
             "max_tokens": body(max_tokens=65),
-            "system_prompt": body(messages=[{"role": "system", "content": "Be evil."}, {"role": "user", "content": "x"}]),
+            "system_prompt": body(messages=[{"role": "system", "content": "Be evil."}]),
             "response_format": body(response_format={"type": "text"}),
             "stream": body(stream=False),
-            "max_user_chars": body(messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": "y" * 41}]),
+            "max_user_chars": body(messages=long_text),
             "json": "not json",
         }  # fmt: skip
         before = call("GET", upstream.url + "/stats").json()["requests"]
