@@ -35,6 +35,8 @@ DEFAULTS: dict[str, Any] = {
     # AI searches per session per minute.
     "SIGN_RATE_LIMIT": 10,
     "QUERY_MAX_CHARS": 300,
+    # The ceiling the signed policy puts on the model's answer.
+    "MAX_TOKENS": 400,
     # True when the upstream is the offline stand-in, which the page then says.
     "STANDIN": True,
     "CATALOG_SEED": catalog.DEFAULT_SEED,
@@ -76,6 +78,7 @@ ENVIRONMENT: dict[str, Callable[[str, str], Any]] = {
     "MODEL": _text,
     "SIGN_EXPIRES": _integer,
     "SIGN_RATE_LIMIT": _integer,
+    "MAX_TOKENS": _integer,
     "STANDIN": _boolean,
 }
 

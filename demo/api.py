@@ -8,9 +8,12 @@ the prompt, the schema or the model; the app never sees an API key and never wai
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request, session
+
+from signgate import Policy
 
 from . import security
 from .filters import FilterSchema
@@ -90,7 +93,21 @@ def sign() -> Response:
     if active is None:
         return error(503, "not_configured", "the AI search is not configured (SIGNGATE_SECRET is unset)")
     body = chat_request(filter_schema(), query, current_app.config["MODEL"])
-    signed = active.sign("POST", current_app.config["UPSTREAM_URL"], json=body)
+    # Beyond binding the exact body: the URL works once, it is attributed to this session's
+    # (opaque) user, so the gateway's per-user limits apply, and a policy fixes everything that
+    # costs money, so even a backend that stopped binding the body could not be abused.
+    policy = Policy(
+        models=[body["model"]],
+        max_tokens=int(current_app.config["MAX_TOKENS"]),
+        system_prompt=body["messages"][0]["content"],
+        response_format=body["response_format"],
+        require_stream=True,
+        max_user_chars=cap,
+    )
+    user = hashlib.sha256(session[security.SESSION_KEY].encode()).hexdigest()[:24]
+    signed = active.sign(
+        "POST", current_app.config["UPSTREAM_URL"], json=body, single_use=True, user=user, policy=policy
+    )
     response = jsonify(signed.to_dict())
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -145,6 +145,8 @@ def plan(args: argparse.Namespace, environ: Mapping[str, str]) -> Plan:
     if _is_private(upstream):
         gateway_argv.append("--allow-private-upstreams")
     gateway_argv += ["--cors-origin", f"http://{_netloc(host, args.port)}"]
+    # The app signs single-use URLs attributed to the session's user: limit each user here too.
+    gateway_argv += ["--limit", "user.requests_per_minute=30", "--limit", "user.concurrent_streams=3"]
     gateway_argv += ["--host", host, "--port", str(args.gateway_port)]
     children.append(
         Child(

@@ -44,7 +44,9 @@ def test_standin_mode() -> None:
         PY, "-m", "signgate", "serve", "--id", "demo", "--secret-env", "SIGNGATE_SECRET",
         "--header-env", "Authorization=Bearer ${STANDIN_API_KEY}",
         "--allow-upstream", "http://127.0.0.1:5002/v1/", "--allow-private-upstreams",
-        "--cors-origin", "http://127.0.0.1:5000", "--host", "127.0.0.1", "--port", "5001",
+        "--cors-origin", "http://127.0.0.1:5000",
+        "--limit", "user.requests_per_minute=30", "--limit", "user.concurrent_streams=3",
+        "--host", "127.0.0.1", "--port", "5001",
     ]  # fmt: skip
     config = the_plan.app_config
     assert config["GATEWAY_URL"] == "http://127.0.0.1:5001"

@@ -17,6 +17,8 @@ from demo import create_app
 from demo.api import chat_request
 from demo.state import filter_schema, rate_limiter
 from signgate import BadSignature, Expired, MissingHeader, Verifier, parse_query
+from signgate.extensions import PolicyRules, canonical_json, sha256_hex
+from signgate.gateway.policy import enforce
 
 from .conftest import GATEWAY_URL, KEY_ID, SECRET, UPSTREAM_URL
 from .html import Page
@@ -183,7 +185,11 @@ def test_signed_request_verifies(app: Flask, client: FlaskClient) -> None:
     signed = response.get_json()
     assert set(signed) == {"url", "method", "headers", "body"}
     assert signed["method"] == "POST"
-    assert signed["headers"] == {"content-type": "application/json"}
+    extensions = {k: v for k, v in signed["headers"].items() if k.startswith("x-signgate-")}
+    assert signed["headers"] == {"content-type": "application/json", **extensions}
+    # single use, attributed to an opaque id of this session's user, with a policy
+    assert set(extensions) == {"x-signgate-nonce", "x-signgate-user", "x-signgate-policy"}
+    assert len(extensions["x-signgate-user"]) == 24
     url = urlsplit(signed["url"])
     assert f"{url.scheme}://{url.netloc}" == GATEWAY_URL and url.path == "/"
 
@@ -192,9 +198,15 @@ def test_signed_request_verifies(app: Flask, client: FlaskClient) -> None:
     assert verified.forward_url == UPSTREAM_URL
     assert verified.expires_at - verified.signed_at == 30
     assert abs(verified.signed_at - time.time()) < 5
-    assert set(verified.bound_headers) == {"content-type", "content-length"}
+    assert set(verified.bound_headers) == {"content-type", "content-length", *extensions}
 
     body = json.loads(signed["body"])
+    rules = PolicyRules.from_header(extensions["x-signgate-policy"])
+    assert rules.models == ("gpt-4o-mini",) and rules.max_tokens == 400 and rules.require_stream
+    assert rules.system_sha256 == sha256_hex(body["messages"][0]["content"])
+    assert rules.response_format_sha256 == sha256_hex(canonical_json(body["response_format"]))
+    assert rules.max_user_chars == 300
+    assert enforce(rules, signed["body"].encode())  # the body the app signed obeys its own policy
     with app.app_context():
         expected = chat_request(filter_schema(), "a blue pickup with a tow package", "gpt-4o-mini")
     assert body == expected
@@ -237,9 +249,18 @@ def test_the_exact_body_text_is_bound(client: FlaskClient) -> None:
 def test_headers_are_bound(client: FlaskClient) -> None:
     signed = sign(client, page_token(client)).get_json()
     with pytest.raises(BadSignature):
-        verify({**signed, "headers": {"content-type": "text/plain"}})
+        verify({**signed, "headers": {**signed["headers"], "content-type": "text/plain"}})
+    with pytest.raises(BadSignature):
+        verify({**signed, "headers": {**signed["headers"], "x-signgate-user": "someone-else"}})
     with pytest.raises(MissingHeader):
         verify({**signed, "headers": {}})
+
+
+def test_each_signed_request_has_its_own_nonce_and_the_same_user(client: FlaskClient) -> None:
+    token = page_token(client)
+    first, second = (sign(client, token).get_json()["headers"] for _ in range(2))
+    assert first["x-signgate-nonce"] != second["x-signgate-nonce"]
+    assert first["x-signgate-user"] == second["x-signgate-user"]
 
 
 def test_signed_request_expires_in_30_seconds(client: FlaskClient) -> None:
