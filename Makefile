@@ -31,7 +31,7 @@ typecheck: venv
 pytest: venv
 	$(BIN)/pytest
 
-jstest: node_modules/.installed
+jstest: node_modules/.installed $(VENV)/.installed
 	npm test
 	npm run size
 
