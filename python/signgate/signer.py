@@ -100,7 +100,8 @@ class Signer:
     >>> req.to_dict()["headers"]
     {'content-type': 'application/json'}
 
-    ``clock`` returns the current time in epoch seconds; tests inject their own.
+    ``clock`` returns the current time in epoch seconds and ``nonce`` a fresh nonce for
+    single-use URLs; tests inject their own.
     """
 
     def __init__(
@@ -111,6 +112,7 @@ class Signer:
         *,
         expires_in: int = DEFAULT_EXPIRES_IN,
         clock: Callable[[], float] = time.time,
+        nonce: Callable[[], str] = lambda: secrets.token_urlsafe(16),
     ) -> None:
         if not isinstance(key_id, str) or not key_id:
             raise SigningError("key_id", "must be a non-empty string")
@@ -127,6 +129,7 @@ class Signer:
         self._base = gateway_url.rstrip("/") + "/?"
         self.expires_in = _check_expires(expires_in)
         self._clock = clock
+        self._nonce = nonce
 
     def __repr__(self) -> str:
         return f"Signer(key_id={self.key_id!r}, gateway_url={self._base[:-2]!r})"
@@ -164,7 +167,7 @@ class Signer:
         if any(name.startswith(extensions.PREFIX) for name in bound):
             raise SigningError("headers", f"{extensions.PREFIX}* headers are set by the signer's own arguments")
         if single_use or uses is not None or user is not None or tenant is not None or policy is not None:
-            bound.update(self._extensions(bound, single_use, uses, user, tenant, policy))
+            bound.update(self._extensions(single_use, uses, user, tenant, policy))
 
         text: str | None = None
         if json is not None:
@@ -191,9 +194,8 @@ class Signer:
 
         return self._sign(method, proxy, bound, sent, text, expires)
 
-    @staticmethod
     def _extensions(
-        bound: dict[str, str],
+        self,
         single_use: bool,
         uses: int | None,
         user: str | None,
@@ -204,7 +206,7 @@ class Signer:
             raise SigningError("uses", f"must be a whole number in 1..{extensions.MAX_USES}, got {uses!r}")
         if single_use and uses not in (None, 1):
             raise SigningError("uses", "single_use=True means uses=1; give one of them")
-        nonce = secrets.token_urlsafe(16) if single_use or uses is not None else None
+        nonce = self._nonce() if single_use or uses is not None else None
         return extensions.extension_headers(nonce=nonce, uses=uses, user=user, tenant=tenant, policy=policy)
 
     def _sign(

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
+from typing import Any
 
 import pytest
 import sw1_reference as ref
 from conftest import FakeClock
 
-from signgate import Policy, Signer, SigningError, Verifier
+from signgate import Policy, Signer, SigningError, Verifier, scheme
 from signgate.extensions import PolicyRules, canonical_json, sha256_hex
 from signgate.gateway.policy import PolicyViolation, enforce
 from signgate.gateway.usage import UsageTap
@@ -240,3 +242,30 @@ def test_tap_reads_usage_from_a_json_answer() -> None:
 def test_tap_ignores_bodies_that_are_not_chat_requests() -> None:
     assert UsageTap.for_request(b'{"no":"model"}', True)[0] is None
     assert UsageTap.for_request(b"plain text", True)[0] is None
+
+
+EXTENSION_VECTORS = json.loads((Path(__file__).parent / "extension-vectors.json").read_text())
+
+
+@pytest.mark.parametrize("vector", EXTENSION_VECTORS, ids=[v["name"] for v in EXTENSION_VECTORS])
+def test_extension_vectors_are_plain_sw1(vector: dict[str, Any]) -> None:
+    """An SW1 implementation that knows nothing of the extensions reproduces each URL from the
+    bound headers, so a Signway server verifies these URLs too."""
+    normalized = scheme.normalize_upstream(vector["sign"]["upstream_url"])
+    assert normalized is not None
+    expected = ref.sign(
+        vector["id"], vector["secret"], vector["host"], normalized, vector["expiry"], vector["sign"]["method"],
+        list(vector["headers"].items()), vector["body"], "20230615T123456Z",
+    )  # fmt: skip
+    assert expected.url == vector["signed_url"]
+
+    kwargs = {k: v for k, v in vector["sign"].items() if k not in ("method", "upstream_url")}
+    if "policy" in kwargs:
+        kwargs["policy"] = Policy(**kwargs["policy"])
+    signer = Signer(
+        vector["id"], vector["secret"], vector["host"], clock=lambda: 1686832496, nonce=lambda: vector["nonce"]
+    )
+    signed = signer.sign(
+        vector["sign"]["method"], vector["sign"]["upstream_url"], expires_in=vector["expiry"], **kwargs
+    )
+    assert (signed.url, signed.headers) == (vector["signed_url"], vector["headers"])
