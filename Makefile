@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: test demo lint typecheck pytest jstest bench clean
+.PHONY: test demo lint typecheck pytest jstest bench clean venv system-deps
 
 # Re-installs when pyproject.toml changes; the stamp records the last successful install.
 $(VENV)/.installed: pyproject.toml
@@ -28,7 +28,11 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
-pytest: venv
+# Debian packages the tests start for real: redis-server for the shared-store tests.
+system-deps:
+	scripts/ensure-debian-packages.sh redis-server
+
+pytest: venv system-deps
 	$(BIN)/pytest
 
 jstest: node_modules/.installed $(VENV)/.installed
