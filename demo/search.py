@@ -10,7 +10,7 @@ import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
-from .catalog import FEATURES
+from .catalog import FEATURES, Car
 from .filters import Value
 
 PER_PAGE = 24
@@ -37,25 +37,8 @@ ORDERS = {
 DEFAULT_ORDER = "id ASC"
 
 
-@dataclass(frozen=True)
-class Listing:
-    """One row of a result page."""
-
-    id: int
-    make: str
-    model: str
-    trim: str
-    body: str
-    year: int
-    price: int
-    mileage: int
-    color: str
-    fuel: str
-    transmission: str
-    drivetrain: str
-    seats: int
-    features: tuple[str, ...]
-
+#: One row of a result page: a listing exactly as the catalog generated it.
+Listing = Car
 
 _COLUMNS = [f.name for f in fields(Listing) if f.name != "features"]
 
