@@ -44,8 +44,12 @@ test: lint typecheck pytest jstest
 demo: $(VENV)/.installed
 	$(PY) -m demo
 
+# The benchmarks need more than the tests (gunicorn, matplotlib; nginx and wrk from ensure-tools.sh when
+# present). BENCH_ARGS=--quick for a smoke run of a few minutes.
 bench: venv
-	$(PY) bench/bench_signer.py
+	$(PY) -m pip install --quiet -e '.[test,bench]'
+	@if [ -f bench/ensure-tools.sh ]; then bash bench/ensure-tools.sh; fi
+	$(PY) bench/run_all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache
