@@ -206,7 +206,6 @@ function restoreLastSearch() {
 }
 
 async function main() {
-  section.hidden = false;
   const filterForm = document.querySelector('form[data-testid="filter-form"]');
   form.dataset.results = filterForm?.getAttribute('action') ?? '/cars';
   // Untouched fields would otherwise fill the URL with "make=&model=&...".
@@ -222,6 +221,7 @@ async function main() {
   } catch {
     showError(`${UNAVAILABLE} (The browser helper did not load.)`, 'helper_missing');
     submit.disabled = true;
+    section.hidden = false;
     return;
   }
   form.addEventListener('submit', (event) => {
@@ -242,6 +242,9 @@ async function main() {
       stop();
     }
   });
+  // Shown only now: a question sent before the submit handler exists would reload the page
+  // with ?query=... and be lost.
+  section.hidden = false;
 }
 
 main();
