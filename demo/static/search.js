@@ -81,7 +81,8 @@ function describeValue(name, value) {
   if (!spec) return { text: `${name}: ${scalar(value)}`, known: false };
   if (spec.kind === 'number') {
     const number = typeof value === 'number' ? value : Number(value);
-    let shown = Number.isFinite(number) ? number.toLocaleString('en-US') : String(value);
+    // Like Param.show: thousands separators for amounts ($, mi) only; "Year ≥ 2018", not "2,018".
+    let shown = Number.isFinite(number) && spec.unit ? number.toLocaleString('en-US') : String(value);
     if (spec.unit === '$') shown = `$${shown}`;
     else if (spec.unit) shown = `${shown} ${spec.unit}`;
     const op = name.endsWith('_min') ? ' ≥ ' : name.endsWith('_max') ? ' ≤ ' : ': ';
