@@ -194,6 +194,19 @@ def page(context: BrowserContext, recorders: Recorders) -> Page:
 
 
 @pytest.fixture
+def new_page(new_context: Callable[..., BrowserContext], recorders: Recorders) -> Callable[..., Page]:
+    """``new_page(**context_options)``: a page in a context of its own (``java_script_enabled=False``,
+    say), recorded and checked like ``page``."""
+
+    def make(**kwargs: Any) -> Page:
+        page = new_context(**kwargs).new_page()
+        recorders.of(page).attach(page)
+        return page
+
+    return make
+
+
+@pytest.fixture
 def shoot(output_path: str, recorders: Recorders) -> Callable[[Page, str], None]:
     """``shoot(page, name)``: a full-page screenshot of a key state, kept in the test's artifacts
     folder (numbered in the order taken), and a snapshot of the page for the traffic check."""

@@ -74,6 +74,15 @@ def chip(page: Page, param: str, value: str) -> Locator:
     return page.locator(f'[data-testid="chip"][data-param="{param}"][data-value="{value}"]')
 
 
+def tab_to(page: Page, target: Locator, most: int = 10) -> int:
+    """Press Tab until ``target`` has the focus (at most ``most`` times); return how many presses."""
+    for presses in range(1, most + 1):
+        page.keyboard.press("Tab")
+        if target.evaluate("element => element === document.activeElement"):
+            return presses
+    raise AssertionError(f"{target} did not get the focus in {most} presses of Tab")
+
+
 def wait_until(page: Page, check: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
     """Poll ``check`` (something outside the page, such as a server's counters) until it holds.
 
