@@ -94,9 +94,11 @@ def wait_until(page: Page, check: Callable[[], bool], what: str, timeout: float 
         page.wait_for_timeout(50)
 
 
-def signed_until(url: str) -> float:
-    """The last instant (Unix time) at which the gateway accepts the signed ``url``:
-    ``X-Sw-Date`` plus ``X-Sw-Expires`` seconds."""
+def refused_as_expired_from(url: str) -> float:
+    """The first instant (Unix time) at which the gateway refuses the signed ``url`` as expired.
+
+    It accepts a URL until ``X-Sw-Date + X-Sw-Expires``, in whole seconds of its clock, so
+    the first refusal comes one second after that."""
     query = parse_qs(urlsplit(url).query)
     signed_at = timegm(time.strptime(query["X-Sw-Date"][0], "%Y%m%dT%H%M%SZ"))
-    return signed_at + int(query["X-Sw-Expires"][0])
+    return signed_at + int(query["X-Sw-Expires"][0]) + 1

@@ -196,6 +196,13 @@ class Stack:
         """Where the output ends now, for :meth:`log`."""
         return len(self.lines)
 
+    def gateway_metric(self, name: str) -> float:
+        """The sum of the gateway's ``/metrics`` samples called ``name`` (over its workers and labels)."""
+        with urllib.request.urlopen(f"{self.gateway_url}/metrics", timeout=5) as response:
+            text = response.read().decode()
+        samples = [line.rpartition(" ") for line in text.splitlines() if not line.startswith("#")]
+        return sum(float(value) for key, _, value in samples if key.partition("{")[0] == name)
+
     # -- the stand-in's admin endpoints (loopback only) ---------------------------------------
 
     def standin_config(self, **settings: float) -> dict[str, float]:
