@@ -128,6 +128,7 @@ def test_a_slow_model_shows_progress_and_cancel_closes_its_connection(page: Page
     expect(page.get_by_test_id("chat-cancel")).to_be_visible()
     wait_until(page, lambda: standin.standin_stats()["streams_started"] > before["streams_started"], "the model starts")
     assert standin.gateway_metric("signgate_streams_in_flight") == 1
+    expect(page.get_by_test_id("chat-status")).to_have_text("Waiting for the model…")
     shoot(page, "waiting-for-the-model")
 
     page.get_by_test_id("chat-cancel").click()

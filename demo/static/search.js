@@ -155,11 +155,18 @@ async function ask(askJSON, query) {
   setStatus('Signing the request…');
   understood.hidden = true;
   let received = 0;
+  const signUrl = meta('sign-url');
   try {
-    const answer = await askJSON(meta('sign-url'), { query }, {
+    const answer = await askJSON(signUrl, { query }, {
       headers: { 'X-CSRF-Token': meta('csrf-token') },
       signal: controller.signal,
       timeout: TIMEOUT_MS,
+      // askJSON fetches the signature, then the answer: say which of the two we wait for, so
+      // that a slow model is not taken for a slow app.
+      fetch: (url, init) => {
+        setStatus(url === signUrl ? 'Signing the request…' : 'Waiting for the model…');
+        return fetch(url, init);
+      },
       onText: (delta) => {
         received += delta.length;
         setStatus(`Receiving the answer… (${received} characters)`);
