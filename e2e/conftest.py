@@ -179,8 +179,12 @@ def new_context(
         if not traffic.entries:
             problems.append("a browser context recorded no traffic at all; the check would prove nothing")
         problems += traffic.leaks(secrets)
-        problems += [f"the body of the event stream {url} was not recorded" for url in traffic.unread_streams()]
+        problems += [f"an event stream's body was not read: {why}" for why in traffic.unread_streams()]
         problems += [f"uncaught script error: {error}" for error in traffic.page_errors]
+        problems += [
+            f"a page was not recorded (open pages with the page or new_page fixture): {url}"
+            for url in traffic.unrecorded_pages
+        ]
     if problems:
         pytest.fail("the traffic check failed:\n" + "\n".join(problems), pytrace=False)
 
@@ -188,7 +192,6 @@ def new_context(
 @pytest.fixture
 def page(context: BrowserContext, recorders: Recorders) -> Page:
     page = context.new_page()
-    # The "page" event attaches it too, but perhaps only after the test's first goto().
     recorders.of(page).attach(page)
     return page
 

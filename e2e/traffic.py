@@ -4,9 +4,13 @@ Three recorders, because no one of them sees everything:
 
 * a HAR file (Playwright's, bodies embedded): every request and response, their headers,
   cookies and bodies, including pages the browser has since left;
-* a DevTools session per page that streams the bodies of ``text/event-stream`` responses as
-  they arrive (``Network.streamResourceContent``). The HAR keeps such a body empty when the
-  page moves on right after reading it, as the demo's page does with the gateway's answer;
+* a DevTools session per page for the bodies of ``text/event-stream`` responses, which the
+  HAR keeps empty when the page moves on right after reading one, as the demo's page does
+  with the gateway's answer (Chromium forgets a page's bodies when it navigates). The body is
+  streamed to us as it arrives (``Network.streamResourceContent``); should that fail (the
+  call lost a race with the page), it is asked for at the end (``Network.getResponseBody``;
+  the Network domain's durable messages keep some bodies past a navigation, though not, in
+  our runs, the gateway's). A body neither way reads is reported, never passed over;
 * snapshots of each page's HTML, local and session storage and the context's cookies, taken
   at the key states of a test and when its context closes.
 
@@ -39,9 +43,14 @@ class Seen:
 
 @dataclass
 class _Stream:
+    session: CDPSession
+    request_id: str
     url: str
     buffered: bytes = b""
     chunks: list[bytes] = field(default_factory=list)
+    streaming: bool = False
+    #: Why the body could not be read, if it could not.
+    error: str = ""
 
     @property
     def body(self) -> bytes:
@@ -79,7 +88,8 @@ def _inflated(data: bytes) -> bytes:
 
 
 class Traffic:
-    """Records one browser context; :meth:`watch` it right after creating it."""
+    """Records one browser context: :meth:`watch` it right after creating it, and
+    :meth:`attach` each of its pages before the page loads anything."""
 
     def __init__(self, har_path: Path) -> None:
         self.har_path = har_path
@@ -87,27 +97,32 @@ class Traffic:
         self.snapshots: list[Seen] = []
         self.console: list[str] = []
         self.page_errors: list[str] = []
-        self._streams: dict[str, _Stream] = {}
+        #: Pages of the context that were never attached, so not recorded (see :meth:`finish`).
+        self.unrecorded_pages: list[str] = []
+        self._streams: list[_Stream] = []
         self._sessions: dict[Page, CDPSession] = {}
+        self._opened: list[Page] = []
         self.closed = False
 
     # -- recording --------------------------------------------------------------------------
 
     def watch(self, context: BrowserContext) -> None:
-        """Record every page of ``context``, those open now and those opened later."""
-        context.on("page", self.attach)
-        for page in context.pages:
-            self.attach(page)
+        """Note every page ``context`` opens, so that :meth:`finish` can tell which ones were
+        not attached. (Attaching here would come too late: the page's ``goto`` may already run.)"""
+        context.on("page", lambda page: self._opened.append(page))
 
     def attach(self, page: Page) -> None:
-        """Record one page (idempotent). Call it before the page loads anything."""
+        """Record ``page``; call it before the page loads anything. A request made before
+        cannot be streamed (DevTools does not know it), so pages are attached explicitly and
+        :meth:`finish` reports any page of the context that was not."""
         if page in self._sessions:
             return
         session = page.context.new_cdp_session(page)
         self._sessions[page] = session
         session.on("Network.responseReceived", lambda event: self._on_response(session, event))
         session.on("Network.dataReceived", self._on_data)
-        session.send("Network.enable")
+        # Durable: bodies outlive the page that loaded them (see the module docstring).
+        session.send("Network.enable", {"enableDurableMessages": True, "maxTotalBufferSize": 64 * 2**20})
         page.on("console", lambda message: self.console.append(f"{message.type}: {message.text}"))
         page.on("pageerror", lambda error: self.page_errors.append(f"{page.url}: {error}"))
 
@@ -116,25 +131,34 @@ class Traffic:
         content_type = {k.lower(): v for k, v in response.get("headers", {}).items()}.get("content-type", "")
         if "text/event-stream" not in content_type:
             return
-        request_id = event["requestId"]
-        stream = self._streams[request_id] = _Stream(response["url"])
+        stream = _Stream(session, event["requestId"], response["url"])
+        # Registered before the call: data events that arrive while it is answered are kept.
+        self._streams.append(stream)
         try:
-            # Registered first: data events that arrive while this call is answered are kept.
-            answer = session.send("Network.streamResourceContent", {"requestId": request_id})
-            stream.buffered = base64.b64decode(answer.get("bufferedData", ""))
+            answer = session.send("Network.streamResourceContent", {"requestId": stream.request_id})
         except PlaywrightError:
-            # Already finished (a short answer): then Chromium still has the whole body.
-            try:
-                answer = session.send("Network.getResponseBody", {"requestId": request_id})
-            except PlaywrightError:
-                return
-            body = answer.get("body", "")
-            stream.buffered = base64.b64decode(body) if answer.get("base64Encoded") else body.encode()
+            return  # read in finish() instead
+        stream.buffered = base64.b64decode(answer.get("bufferedData", ""))
+        stream.streaming = True
 
     def _on_data(self, event: dict[str, Any]) -> None:
-        stream = self._streams.get(event["requestId"])
-        if stream is not None and event.get("data"):
-            stream.chunks.append(base64.b64decode(event["data"]))
+        if not event.get("data"):
+            return
+        for stream in self._streams:
+            if stream.request_id == event["requestId"]:
+                stream.chunks.append(base64.b64decode(event["data"]))
+
+    def _read_streams(self) -> None:
+        for stream in self._streams:
+            if stream.streaming:
+                continue
+            try:
+                answer = stream.session.send("Network.getResponseBody", {"requestId": stream.request_id})
+            except PlaywrightError as exc:
+                stream.error = str(exc)
+                continue
+            body = answer.get("body", "")
+            stream.buffered = base64.b64decode(body) if answer.get("base64Encoded") else body.encode()
 
     def snapshot(self, page: Page, label: str) -> None:
         """Keep the page's HTML, storage and cookies as they are now."""
@@ -164,8 +188,11 @@ class Traffic:
         """Snapshot every open page, close ``context`` (which writes the HAR) and read the HAR."""
         if self.closed:
             return
+        pages = self._opened + [page for page in context.pages if page not in self._opened]
+        self.unrecorded_pages = [page.url for page in pages if page not in self._sessions]
         for page in context.pages:
             self.snapshot(page, "at the end")
+        self._read_streams()
         storage = context.storage_state()
         self.snapshots.append(Seen("storage state at the end", json.dumps(storage)))
         context.close()
@@ -175,8 +202,8 @@ class Traffic:
     # -- reading ----------------------------------------------------------------------------
 
     def stream_bodies(self) -> dict[str, bytes]:
-        """The event-stream bodies, by request URL (one URL is signed for one request)."""
-        return {stream.url: stream.body for stream in self._streams.values()}
+        """The event-stream bodies read, by request URL (one URL is signed for one request)."""
+        return {stream.url: stream.body for stream in self._streams if not stream.error}
 
     def texts(self) -> Iterator[Seen]:
         """Every piece of text recorded, with where it was."""
@@ -220,12 +247,11 @@ class Traffic:
         ]
 
     def unread_streams(self) -> list[str]:
-        """Event-stream responses in the HAR whose body no recorder caught (a blind spot)."""
+        """Event streams whose body was not read (a blind spot of the check), and why."""
+        missing = [f"{_short(stream.url)}: {stream.error}" for stream in self._streams if stream.error]
         caught = self.stream_bodies()
-        missing = []
         for entry in self.entries:
-            response = entry["response"]
-            mime = response.get("content", {}).get("mimeType", "")
-            if "text/event-stream" in mime and not caught.get(entry["request"]["url"]):
-                missing.append(f"{entry['request']['method']} {_short(entry['request']['url'])}")
+            url, mime = entry["request"]["url"], entry["response"].get("content", {}).get("mimeType", "")
+            if "text/event-stream" in mime and url not in caught and not entry["response"]["content"].get("text"):
+                missing.append(f"{_short(url)}: no recorder has its body")
         return missing
