@@ -74,6 +74,21 @@ def chip(page: Page, param: str, value: str) -> Locator:
     return page.locator(f'[data-testid="chip"][data-param="{param}"][data-value="{value}"]')
 
 
+def watch_struck_through(page: Page) -> list[str]:
+    """A list that fills with the text of every Understood item the page marks as one the search
+    will ignore (class ``dropped``), from now until the page is left."""
+    struck: list[str] = []
+    page.expose_function("noteStruck", lambda text: struck.append(text))
+    page.evaluate(
+        """() => new MutationObserver(() => {
+            for (const li of document.querySelectorAll('[data-testid="understood-item"].dropped')) {
+                window.noteStruck(li.textContent);
+            }
+        }).observe(document.getElementById('understood-list'), {childList: true, subtree: true, attributes: true})"""
+    )
+    return struck
+
+
 def tab_to(page: Page, target: Locator, most: int = 10) -> int:
     """Press Tab until ``target`` has the focus (at most ``most`` times); return how many presses."""
     for presses in range(1, most + 1):

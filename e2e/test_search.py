@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -21,6 +22,7 @@ from .helpers import (
     record_responses,
     tab_to,
     wait_until,
+    watch_struck_through,
 )
 from .stack import Stack
 
@@ -44,6 +46,7 @@ def test_the_filters_stream_in_then_the_matching_cars_are_listed(
     answers = record_responses(page, is_gateway_call)
     page.goto(f"{standin.app_url}/cars")
     expect(page.get_by_test_id("standin-note")).to_be_visible()
+    struck = watch_struck_through(page)
 
     ask(page, "a red SUV under $25,000 with a sunroof, 2018 or newer")
     understood = page.get_by_test_id("understood-item")
@@ -70,6 +73,9 @@ def test_the_filters_stream_in_then_the_matching_cars_are_listed(
     )
     expect(page.get_by_test_id("ignored-notice")).to_have_count(0)
     shoot(page, "results")
+    # A value half received ("Sunr") is not marked as one the search will ignore: every
+    # value here is good, so none was ever struck through.
+    assert struck == []
     assert [r.status for r in signs] == [200]
     assert [r.status for r in answers] == [200]
     assert answers[0].headers["content-type"].startswith("text/event-stream")
@@ -206,3 +212,44 @@ def test_keyboard_only(page: Page, standin: Stack, db: sqlite3.Connection, shoot
     expect(page.get_by_test_id("chat-progress")).to_be_hidden()
     expect(chat_input).to_be_focused()
     expect(page).to_have_url(f"{standin.app_url}/cars?body=pickup&color=black")
+
+
+def _answer_stream(content: str) -> str:
+    """An OpenAI-style streamed chat completion whose answer is ``content``, in one piece."""
+    events = [
+        {"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]},
+        {"choices": [{"index": 0, "delta": {"content": content}, "finish_reason": None}]},
+        {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+    ]
+    return "".join(f"data: {json.dumps(event)}\n\n" for event in events) + "data: [DONE]\n\n"
+
+
+def test_a_value_the_model_made_up_is_marked_and_ignored(
+    page: Page, stack: Stack, db: sqlite3.Connection, shoot: Shoot
+) -> None:
+    """The stand-in only answers with options, so here the gateway's real answer is swapped
+    for one with a colour the catalog does not have, as a real model might give."""
+
+    def made_up_colour(route: Route) -> None:
+        if not is_gateway_call(route.request):
+            route.continue_()
+            return
+        real = route.fetch()  # through the real gateway, for its status and (CORS) headers
+        route.fulfill(response=real, body=_answer_stream('{"filters": {"body": "suv", "color": "teal"}}'))
+
+    page.route(f"{stack.gateway_url}/**", made_up_colour)
+    page.goto(f"{stack.app_url}/cars")
+    ask(page, "a teal SUV")
+    expect(page).to_have_url(f"{stack.app_url}/cars?body=suv&color=teal")
+    expect_results(page, db, "body = 'suv'")
+    expect(page.get_by_test_id("ignored-notice")).to_be_visible()
+    ignored = page.get_by_test_id("ignored-item")
+    expect(ignored).to_have_count(1)
+    expect(ignored).to_have_attribute("data-param", "color")
+    expect(ignored).to_have_attribute("data-reason", "not_an_option")
+    understood = page.get_by_test_id("understood-item")
+    expect(understood).to_have_text(["Body: SUV", "Color: teal"])
+    expect(understood.nth(0)).not_to_have_class("dropped")
+    expect(understood.nth(1)).to_have_class("dropped")
+    expect(page.get_by_test_id("chip")).to_have_text(["Body: SUV ×"])
+    shoot(page, "made-up-value-ignored")

@@ -93,7 +93,9 @@ function describeValue(name, value) {
   return { text: `${spec.label}: ${key === undefined ? scalar(value) : options[key]}`, known: key !== undefined };
 }
 
-function renderUnderstood(filters, query) {
+// `final`: the whole answer. A partial one may end inside a value ("Sunr"), which is not yet
+// an option but will be: only a final answer's unknown values are marked as ignored.
+function renderUnderstood(filters, query, final = true) {
   const items = [];
   for (const [name, value] of Object.entries(filters ?? {})) {
     for (const item of Array.isArray(value) ? value : [value]) {
@@ -103,7 +105,7 @@ function renderUnderstood(filters, query) {
       li.textContent = text;
       li.dataset.testid = 'understood-item';
       li.dataset.param = name;
-      if (!known) {
+      if (!known && final) {
         li.classList.add('dropped');
         li.title = 'Not one of the options: the search will ignore it';
       }
@@ -172,7 +174,7 @@ async function ask(askJSON, query) {
         setStatus(`Receiving the answer… (${received} characters)`);
       },
       onPartial: (partial) => {
-        if (partial && typeof partial.filters === 'object') renderUnderstood(partial.filters, query);
+        if (partial && typeof partial.filters === 'object') renderUnderstood(partial.filters, query, false);
       },
     });
     const filters = answer && typeof answer.filters === 'object' && !Array.isArray(answer.filters) ? answer.filters : null;
