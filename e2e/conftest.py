@@ -3,9 +3,11 @@
 * ``stack`` (module scope) runs ``python -m demo`` on free ports with a throwaway instance
   folder and secrets chosen here; a module that needs another setup overrides it, using
   :func:`running`. A failing test's report carries what the servers printed while it ran.
-* Every browser context is recorded (:mod:`e2e.traffic`), and when the test ends it is checked:
-  no secret of a running stack anywhere the browser could see it, every event stream read,
-  no uncaught script error. This runs for every test that opens a browser; none can opt out.
+* Every browser context opened through the fixtures (``page``, ``context``, ``new_context``,
+  ``new_page``) is recorded (:mod:`e2e.traffic`) and checked when the test ends: no secret of
+  a running stack anywhere the browser could see it, every event stream read, every page
+  recorded, no uncaught script error. A test cannot skip it short of calling
+  ``browser.new_context`` itself, which only the recorder's own test does.
 * ``shoot(page, name)`` keeps a screenshot of a key state (and snapshots the page for the check).
 
 Run with ``make e2e`` (or ``.venv/bin/pytest e2e``). It uses Debian's Chromium, as
