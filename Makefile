@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: test demo lint typecheck pytest jstest bench clean venv system-deps
+.PHONY: test demo lint typecheck pytest jstest e2e bench clean venv system-deps
 
 # Re-installs when pyproject.toml changes; the stamp records the last successful install.
 $(VENV)/.installed: pyproject.toml
@@ -22,8 +22,8 @@ node_modules/.installed: package.json package-lock.json
 	@touch $@
 
 lint: venv
-	$(BIN)/ruff check python bench demo
-	$(BIN)/ruff format --check python bench demo
+	$(BIN)/ruff check python bench demo e2e
+	$(BIN)/ruff format --check python bench demo e2e
 
 typecheck: venv
 	$(BIN)/mypy
@@ -39,7 +39,13 @@ jstest: node_modules/.installed $(VENV)/.installed
 	npm test
 	npm run size
 
-test: lint typecheck pytest jstest
+# Chromium against the real demo stack. Debian's Chromium: `playwright install` cannot
+# download browsers on every machine this runs on. Screenshots and logs go to e2e/artifacts.
+e2e: venv
+	scripts/ensure-debian-packages.sh chromium
+	$(BIN)/pytest e2e --screenshot only-on-failure --output e2e/artifacts --durations=0 --durations-min=0.5
+
+test: lint typecheck pytest jstest e2e
 
 demo: $(VENV)/.installed
 	$(PY) -m demo

@@ -36,8 +36,19 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 #: Environment variables that carry secrets to the children.
 GATEWAY_SECRET_ENV = "SIGNGATE_SECRET"  # noqa: S105 - the name of a variable, not a secret
 STANDIN_KEY_ENV = "STANDIN_API_KEY"
+#: Set, they replace the secrets generated at start: the end-to-end tests choose their own so
+#: that they can check that neither ever reaches the browser. Read by the launcher only.
+GIVEN_SECRET_ENV = "DEMO_SIGNING_SECRET"  # noqa: S105 - the name of a variable, not a secret
+GIVEN_STANDIN_KEY_ENV = "DEMO_STANDIN_API_KEY"
 #: Never handed to a child that does not need them.
-_SECRET_ENVS = (GATEWAY_SECRET_ENV, STANDIN_KEY_ENV, "OPENAI_API_KEY", "SIGNGATE_UPSTREAM_API_KEY")
+_SECRET_ENVS = (
+    GATEWAY_SECRET_ENV,
+    STANDIN_KEY_ENV,
+    GIVEN_SECRET_ENV,
+    GIVEN_STANDIN_KEY_ENV,
+    "OPENAI_API_KEY",
+    "SIGNGATE_UPSTREAM_API_KEY",
+)
 
 
 @dataclass(frozen=True)
@@ -61,6 +72,8 @@ class Plan:
     host: str
     port: int
     upstream: str
+    #: The app's instance folder (the catalog lives there); None for ``demo/instance``.
+    instance_path: str | None = None
 
     @property
     def app_url(self) -> str:
@@ -101,10 +114,14 @@ def _child_env(environ: Mapping[str, str], extra: Mapping[str, str]) -> dict[str
 def plan(args: argparse.Namespace, environ: Mapping[str, str]) -> Plan:
     """What to run. Upstream: ``SIGNGATE_UPSTREAM_URL`` (with ``SIGNGATE_UPSTREAM_API_KEY`` or
     ``OPENAI_API_KEY`` as its key, if set), else OpenAI when ``OPENAI_API_KEY`` is set, else the
-    offline stand-in."""
+    offline stand-in.
+
+    The signing secret and the stand-in's key are fresh random values unless
+    ``DEMO_SIGNING_SECRET`` / ``DEMO_STANDIN_API_KEY`` give them (a stale ``SIGNGATE_SECRET`` or
+    ``STANDIN_API_KEY`` in the environment is never reused)."""
     host: str = args.host
     gateway_url = f"http://{_netloc(host, args.gateway_port)}"
-    signing_secret = secrets.token_urlsafe(32)
+    signing_secret = environ.get(GIVEN_SECRET_ENV) or secrets.token_urlsafe(32)
     gateway_env = {GATEWAY_SECRET_ENV: signing_secret}
     children: list[Child] = []
 
@@ -118,7 +135,7 @@ def plan(args: argparse.Namespace, environ: Mapping[str, str]) -> Plan:
         # The stand-in only ever talks to the gateway, so it stays on loopback whatever --host is.
         standin_url = f"http://127.0.0.1:{args.standin_port}"
         upstream, key_env = f"{standin_url}/v1/chat/completions", STANDIN_KEY_ENV
-        api_key = secrets.token_urlsafe(32)
+        api_key = environ.get(GIVEN_STANDIN_KEY_ENV) or secrets.token_urlsafe(32)
         gateway_env[STANDIN_KEY_ENV] = api_key
         standin_argv = [sys.executable, "-m", "signgate", "standin", "--host", "127.0.0.1"]
         standin_argv += ["--port", str(args.standin_port), "--api-key-env", STANDIN_KEY_ENV]
@@ -168,7 +185,14 @@ def plan(args: argparse.Namespace, environ: Mapping[str, str]) -> Plan:
         "MODEL": model,
         "STANDIN": not custom and not environ.get("OPENAI_API_KEY"),
     }
-    return Plan(children=children, app_config=app_config, host=host, port=args.port, upstream=upstream)
+    return Plan(
+        children=children,
+        app_config=app_config,
+        host=host,
+        port=args.port,
+        upstream=upstream,
+        instance_path=args.instance_path,
+    )
 
 
 class StartupError(Exception):
@@ -298,6 +322,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--standin-delay", type=float, default=None, help="seconds the stand-in waits between chunks")
     parser.add_argument("--model", default=None, help="model name sent upstream (default $MODEL or gpt-4o-mini)")
     parser.add_argument("--key-id", default="demo", help="the signing key's id (default demo)")
+    parser.add_argument(
+        "--instance-path",
+        default=None,
+        metavar="DIR",
+        help="the app's instance folder, where the catalog is built (default demo/instance)",
+    )
     parser.add_argument("--startup-timeout", type=float, default=30.0, help="seconds to wait for health checks")
     parser.add_argument("--quiet", action="store_true", help="do not echo the children's logs")
     return parser.parse_args(argv)
@@ -321,7 +351,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     server = None
     try:
         try:
-            app = create_app(the_plan.app_config)
+            app = create_app(the_plan.app_config, instance_path=the_plan.instance_path)
         except ValueError as exc:  # a malformed setting, e.g. SIGN_EXPIRES=soon
             supervisor.say(f"error: {exc}")
             return 2

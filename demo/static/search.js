@@ -81,7 +81,8 @@ function describeValue(name, value) {
   if (!spec) return { text: `${name}: ${scalar(value)}`, known: false };
   if (spec.kind === 'number') {
     const number = typeof value === 'number' ? value : Number(value);
-    let shown = Number.isFinite(number) ? number.toLocaleString('en-US') : String(value);
+    // Like Param.show: thousands separators for amounts ($, mi) only; "Year ≥ 2018", not "2,018".
+    let shown = Number.isFinite(number) && spec.unit ? number.toLocaleString('en-US') : String(value);
     if (spec.unit === '$') shown = `$${shown}`;
     else if (spec.unit) shown = `${shown} ${spec.unit}`;
     const op = name.endsWith('_min') ? ' ≥ ' : name.endsWith('_max') ? ' ≤ ' : ': ';
@@ -92,7 +93,9 @@ function describeValue(name, value) {
   return { text: `${spec.label}: ${key === undefined ? scalar(value) : options[key]}`, known: key !== undefined };
 }
 
-function renderUnderstood(filters, query) {
+// `final`: the whole answer. A partial one may end inside a value ("Sunr"), which is not yet
+// an option but will be: only a final answer's unknown values are marked as ignored.
+function renderUnderstood(filters, query, final = true) {
   const items = [];
   for (const [name, value] of Object.entries(filters ?? {})) {
     for (const item of Array.isArray(value) ? value : [value]) {
@@ -102,7 +105,7 @@ function renderUnderstood(filters, query) {
       li.textContent = text;
       li.dataset.testid = 'understood-item';
       li.dataset.param = name;
-      if (!known) {
+      if (!known && final) {
         li.classList.add('dropped');
         li.title = 'Not one of the options: the search will ignore it';
       }
@@ -154,17 +157,24 @@ async function ask(askJSON, query) {
   setStatus('Signing the request…');
   understood.hidden = true;
   let received = 0;
+  const signUrl = meta('sign-url');
   try {
-    const answer = await askJSON(meta('sign-url'), { query }, {
+    const answer = await askJSON(signUrl, { query }, {
       headers: { 'X-CSRF-Token': meta('csrf-token') },
       signal: controller.signal,
       timeout: TIMEOUT_MS,
+      // askJSON fetches the signature, then the answer: say which of the two we wait for, so
+      // that a slow model is not taken for a slow app.
+      fetch: (url, init) => {
+        setStatus(url === signUrl ? 'Signing the request…' : 'Waiting for the model…');
+        return fetch(url, init);
+      },
       onText: (delta) => {
         received += delta.length;
         setStatus(`Receiving the answer… (${received} characters)`);
       },
       onPartial: (partial) => {
-        if (partial && typeof partial.filters === 'object') renderUnderstood(partial.filters, query);
+        if (partial && typeof partial.filters === 'object') renderUnderstood(partial.filters, query, false);
       },
     });
     const filters = answer && typeof answer.filters === 'object' && !Array.isArray(answer.filters) ? answer.filters : null;
@@ -206,7 +216,6 @@ function restoreLastSearch() {
 }
 
 async function main() {
-  section.hidden = false;
   const filterForm = document.querySelector('form[data-testid="filter-form"]');
   form.dataset.results = filterForm?.getAttribute('action') ?? '/cars';
   // Untouched fields would otherwise fill the URL with "make=&model=&...".
@@ -222,6 +231,7 @@ async function main() {
   } catch {
     showError(`${UNAVAILABLE} (The browser helper did not load.)`, 'helper_missing');
     submit.disabled = true;
+    section.hidden = false;
     return;
   }
   form.addEventListener('submit', (event) => {
@@ -242,6 +252,9 @@ async function main() {
       stop();
     }
   });
+  // Shown only now: a question sent before the submit handler exists would reload the page
+  // with ?query=... and be lost.
+  section.hidden = false;
 }
 
 main();

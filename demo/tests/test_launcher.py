@@ -71,6 +71,39 @@ def test_standin_mode() -> None:
     assert plan(parse_args([]), environ).app_config["SIGNGATE_SECRET"] != config["SIGNGATE_SECRET"]
 
 
+def test_given_secrets_replace_the_generated_ones() -> None:
+    """The end-to-end tests choose the secrets, to look for them in everything the browser saw."""
+    environ = {
+        "DEMO_SIGNING_SECRET": "given-signing-secret-0123456789",
+        "DEMO_STANDIN_API_KEY": "given-standin-key-0123456789",
+        "SIGNGATE_SECRET": "stale",
+        "STANDIN_API_KEY": "stale-key",
+    }
+    the_plan = plan(parse_args([]), environ)
+    assert the_plan.app_config["SIGNGATE_SECRET"] == "given-signing-secret-0123456789"
+    gateway, standin = env_of(the_plan, "gateway"), env_of(the_plan, "stand-in")
+    assert gateway["SIGNGATE_SECRET"] == "given-signing-secret-0123456789"
+    assert gateway["STANDIN_API_KEY"] == standin["STANDIN_API_KEY"] == "given-standin-key-0123456789"
+    for env in (gateway, standin):
+        # Each child gets what it needs under the name it reads, and nothing under the launcher's names.
+        assert "DEMO_SIGNING_SECRET" not in env and "DEMO_STANDIN_API_KEY" not in env
+    assert "SIGNGATE_SECRET" not in standin
+    for secret in ("given-signing-secret-0123456789", "given-standin-key-0123456789"):
+        assert secret not in all_argv(the_plan)
+        assert secret not in repr(the_plan)
+
+
+def test_empty_given_secrets_are_generated() -> None:
+    the_plan = plan(parse_args([]), {"DEMO_SIGNING_SECRET": "", "DEMO_STANDIN_API_KEY": ""})
+    assert len(the_plan.app_config["SIGNGATE_SECRET"]) >= 40
+    assert len(env_of(the_plan, "stand-in")["STANDIN_API_KEY"]) >= 40
+
+
+def test_instance_path() -> None:
+    assert plan(parse_args([]), {}).instance_path is None
+    assert plan(parse_args(["--instance-path", "/tmp/demo-instance"]), {}).instance_path == "/tmp/demo-instance"
+
+
 def test_options() -> None:
     args = parse_args(
         [
@@ -283,3 +316,20 @@ def test_main_reports_bad_configuration(
     monkeypatch.setenv("SIGN_RATE_LIMIT", "lots")
     assert launcher.main(["--quiet"]) == 2
     assert "error: SIGN_RATE_LIMIT must be a whole number, got 'lots'" in capsys.readouterr().out
+
+
+def test_main_builds_the_app_in_the_given_instance_folder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import demo
+
+    seen: dict[str, object] = {}
+
+    def fake_create_app(config: object, *, instance_path: str | None = None) -> object:
+        seen["instance_path"] = instance_path
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(demo, "create_app", fake_create_app)
+    assert launcher.main(["--quiet", "--instance-path", str(tmp_path)], environ={}) == 2
+    assert seen == {"instance_path": str(tmp_path)}
+    assert "error: stop here" in capsys.readouterr().out
