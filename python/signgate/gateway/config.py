@@ -108,6 +108,7 @@ class GatewayConfig:
     connect_timeout: float = 10.0
     read_timeout: float = 300.0
     client_timeout: float = 30.0
+    header_timeout: float = 10.0
     shutdown_timeout: float = 30.0
 
     def __repr__(self) -> str:
@@ -188,6 +189,7 @@ _GATEWAY_FIELDS: dict[str, Callable[[Any, str], Any]] = {
     "connect_timeout": lambda v, w: _positive(v, w),
     "read_timeout": lambda v, w: _positive(v, w),
     "client_timeout": lambda v, w: _positive(v, w),
+    "header_timeout": lambda v, w: _positive(v, w),
     "shutdown_timeout": lambda v, w: _positive(v, w),
 }
 _KEY_FIELDS = {"secrets", "secret_env", "headers", "allow_upstreams", "cors_origins", "max_expires"}
