@@ -204,3 +204,19 @@ def test_slowloris_connections_are_all_released(gateway: Server) -> None:
     while open_fds(pid) > baseline and time.monotonic() < deadline:
         time.sleep(0.05)
     assert open_fds(pid) <= baseline
+
+
+# -- the request head: size ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["headers", "request line"])
+def test_a_head_that_never_ends_is_cut_off(where: str, gateway: Server, watch: LeakWatch) -> None:
+    # uvicorn buffers a request head until it ends, however large: 200 MiB of headers once grew
+    # the gateway by 200 MiB. Now the head is refused once it passes --max-header-bytes + 16 KiB.
+    rss_before = rss_kib(gateway.proc.pid)
+    start = b"GET /?" if where == "request line" else b"GET / HTTP/1.1\r\nHost: g\r\n"
+    filler = b"a" * 16384 if where == "request line" else b"X-Filler: " + b"a" * 16000 + b"\r\n"
+    pieces = [start] + [filler] * 512  # 8 MiB if the gateway kept reading
+    responses = roundtrip(gateway.port, pieces, watch, pause=0.002, timeout=5)
+    assert [(r.status, r.error_code) for r in responses] == [(431, "headers_too_large")]
+    assert rss_kib(gateway.proc.pid) - rss_before < 4096

@@ -265,7 +265,7 @@ def run_serve(args: argparse.Namespace) -> int:
         "host": args.host,
         "port": args.port,
         "loop": "uvloop",
-        "http": configure(config),  # httptools with a deadline for the request head
+        "http": configure(config),  # httptools with a deadline and a size cap for the request head
         "lifespan": "on",
         "access_log": False,
         "log_config": _logging_config(args.log_level, not args.no_access_log),

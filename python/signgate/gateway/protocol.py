@@ -1,14 +1,17 @@
-"""uvicorn's httptools protocol with a deadline for the request head.
+"""uvicorn's httptools protocol with the limits a public-facing server needs on the request head.
 
-uvicorn does not bound the time a request head may take: a client that sends a header a byte at
-a time holds its connection forever (slowloris), and enough of them exhaust the gateway's file
-descriptors. With :class:`GatewayHttpProtocol` the request head must be complete within
-``header_timeout`` seconds of the connection opening or of the previous response ending;
-otherwise the connection is closed (with a 408 if part of a head had arrived).
+uvicorn bounds neither the time nor the size of a request head: a client that sends a header a
+byte at a time holds its connection forever (slowloris), and one that never ends its headers
+grows the process without limit. :class:`GatewayHttpProtocol` adds both bounds:
 
-``header_timeout`` is a class attribute, set once per process by :func:`configure` before
-serving, because uvicorn builds the protocol itself (and, with several workers, in each worker
-process).
+- the request head must be complete within ``header_timeout`` seconds of the connection opening
+  or of the previous response ending; otherwise the connection is closed (with a 408 if part of
+  a head had arrived);
+- a head that grows past ``max_head_bytes`` is answered 431 and the connection closed, without
+  waiting for its end.
+
+Both are class attributes, set once per process by :func:`configure` before serving, because
+uvicorn builds the protocol itself (and, with several workers, in each worker process).
 """
 
 from __future__ import annotations
@@ -24,6 +27,10 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from .config import GatewayConfig
 
 logger = logging.getLogger("signgate.gateway")
+
+#: Room for the request line (a signed URL carries its upstream URL, percent-encoded) and the
+#: header framing, on top of ``max_header_bytes`` which counts names and values only.
+HEAD_ALLOWANCE = 16 * 1024
 
 
 def _error_response(status: bytes, code: str, message: str) -> bytes:
@@ -43,13 +50,16 @@ def _error_response(status: bytes, code: str, message: str) -> bytes:
 
 
 class GatewayHttpProtocol(HttpToolsProtocol):
-    """HttpToolsProtocol with a request-head deadline (see the module docstring)."""
+    """HttpToolsProtocol with a request-head deadline and size cap (see the module docstring)."""
 
     header_timeout: ClassVar[float] = 10.0
+    max_head_bytes: ClassVar[int] = 16 * 1024 + HEAD_ALLOWANCE
 
     _head_timer: asyncio.TimerHandle | None = None
     _in_head = True  # from the end of one request (or the connection's start) to the end of the next head
     _head_started = False  # a byte of that next head has arrived
+    _head_bytes = 0
+    _heads_done = 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -59,6 +69,21 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._cancel_head_timer()
         super().connection_lost(exc)
 
+    def data_received(self, data: bytes) -> None:
+        in_head_before, heads_before = self._in_head, self._heads_done
+        super().data_received(data)
+        if self.transport.is_closing() or not self._in_head:
+            return
+        # Count the reads that began and ended inside the same head. A read that began inside a
+        # body (and may end with the start of the next head) is not counted, so a large body is
+        # never mistaken for a large head; the cap is then reached at most one read later.
+        if in_head_before and heads_before == self._heads_done:
+            self._head_bytes += len(data)
+        if self._head_bytes > self.max_head_bytes:
+            logger.info("closed a connection whose request head exceeded %d bytes", self.max_head_bytes)
+            message = f"the request head exceeds {self.max_head_bytes} bytes"
+            self._refuse(b"431 Request Header Fields Too Large", "headers_too_large", message)
+
     def on_message_begin(self) -> None:
         self._head_started = True
         super().on_message_begin()
@@ -66,6 +91,8 @@ class GatewayHttpProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._cancel_head_timer()
         self._in_head = self._head_started = False
+        self._head_bytes = 0
+        self._heads_done += 1
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
@@ -110,6 +137,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 
 
 def configure(config: GatewayConfig) -> type[GatewayHttpProtocol]:
-    """Set this process's head deadline from ``config``; returns the class to give uvicorn as ``http``."""
+    """Set this process's head limits from ``config``; returns the class to give uvicorn as ``http``."""
     GatewayHttpProtocol.header_timeout = config.header_timeout
+    GatewayHttpProtocol.max_head_bytes = config.max_header_bytes + HEAD_ALLOWANCE
     return GatewayHttpProtocol
