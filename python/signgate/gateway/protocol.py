@@ -2,7 +2,8 @@
 
 uvicorn bounds neither the time nor the size of a request head: a client that sends a header a
 byte at a time holds its connection forever (slowloris), and one that never ends its headers
-grows the process without limit. :class:`GatewayHttpProtocol` adds both bounds:
+grows the process without limit. :class:`GatewayHttpProtocol` adds both bounds, and answers
+requests that are not HTTP with the gateway's JSON error instead of uvicorn's plain text:
 
 - the request head must be complete within ``header_timeout`` seconds of the connection opening
   or of the previous response ending; otherwise the connection is closed (with a 408 if part of
@@ -105,6 +106,9 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         super().on_response_complete()
         if not waiting and not self.transport.is_closing():
             self._arm_head_timer()
+
+    def send_400_response(self, msg: str) -> None:
+        self._refuse(b"400 Bad Request", "malformed", "the request is not valid HTTP/1.1")
 
     # -- the deadline ----------------------------------------------------------------------------
 
