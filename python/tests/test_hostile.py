@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import sw1_reference
@@ -23,6 +24,8 @@ from raw_http import Response, exchange, parse_responses, request_bytes
 from servers import HERE, Server, free_port, start_gateway, start_upstream
 
 from signgate import SignedRequest, scheme
+from signgate.gateway.config import split_url
+from signgate.gateway.upstream import ForbiddenAddress, check_literal, is_public
 
 HEADER_TIMEOUT = 1.0
 CLIENT_TIMEOUT = 1.0
@@ -570,6 +573,92 @@ def test_extra_bytes_in_the_same_write_never_join_the_signed_body(
     if statuses and statuses[0][0] == 200:
         assert reached == 1 and json.loads(responses[0].body)["body"] == "hello"
     assert reached <= 1
+
+
+# -- where the gateway refuses to go ---------------------------------------------------------------
+
+# (host part, how it reaches a loopback or private address). Literals are checked in this process
+# before anything is sent, so that a regression fails here instead of making the gateway connect
+# to an address outside this machine's loopback.
+ADDRESSES = [
+    ("127.0.0.1", "loopback"),
+    ("127.1", "short form"),
+    ("2130706433", "decimal"),
+    ("0177.0.0.1", "octal"),
+    ("0x7f000001", "hexadecimal"),
+    ("0x7f.0.0.1", "mixed"),
+    ("%31%32%37.0.0.1", "percent-encoded"),
+    ("①②⑦.0.0.1", "enclosed digits, mapped by IDNA"),
+    ("127。0。0。1", "ideographic full stops"),
+    ("[::ffff:127.0.0.1]", "IPv4-mapped IPv6"),
+    ("[::ffff:7f00:1]", "IPv4-mapped IPv6, hex"),
+    ("[::1]", "IPv6 loopback"),
+    ("0.0.0.0", "unspecified, which Linux connects to loopback"),
+    ("0", "unspecified, one number"),
+    ("[::]", "IPv6 unspecified"),
+    ("10.0.0.1", "private"),
+    ("172.16.0.1", "private"),
+    ("192.168.1.1", "private"),
+    ("100.64.0.1", "carrier-grade NAT"),
+    ("169.254.169.254", "cloud metadata"),
+    ("0251.0376.0251.0376", "cloud metadata, octal"),
+    ("2852039166", "cloud metadata, decimal"),
+    ("169.254.43518", "cloud metadata, two-part"),
+    ("[::ffff:169.254.169.254]", "cloud metadata, IPv4-mapped"),
+    ("[fd00:ec2::254]", "cloud metadata, IPv6 (AWS)"),
+    ("[fe80::1]", "IPv6 link-local"),
+    ("[64:ff9b::a9fe:a9fe]", "cloud metadata behind well-known NAT64"),
+    ("[64:ff9b:1::a9fe:a9fe]", "cloud metadata behind local-use NAT64"),
+    ("[2002:a9fe:a9fe::]", "cloud metadata in 6to4"),
+    ("[::a9fe:a9fe]", "cloud metadata, IPv4-compatible IPv6"),
+    ("[::7f00:1]", "loopback, IPv4-compatible IPv6"),
+    ("[::ffff:0:7f00:1]", "loopback, IPv4-translated IPv6"),
+    ("224.0.0.1", "multicast"),
+    ("255.255.255.255", "broadcast"),
+    ("240.0.0.1", "reserved"),
+]
+NAMES = ["localhost", "LOCALHOST.", "ip6-localhost"]
+
+
+@pytest.mark.parametrize(("host", "why"), ADDRESSES, ids=[f"{h} ({w})" for h, w in ADDRESSES])
+def test_non_public_address_is_refused_before_connecting(
+    host: str, why: str, public_gateway: Server, upstream: Server, watch: LeakWatch
+) -> None:
+    port = urlsplit(upstream.url).port
+    url = f"http://{host}:{port}/v1/record"
+    normalized = scheme.normalize_upstream(url)
+    assert normalized is not None
+    split = split_url(normalized)
+    assert split is not None
+    with pytest.raises(ForbiddenAddress):
+        check_literal(split[1])
+    before = upstream_requests(upstream)
+    signer = RecordingSigner(watch, KEY_ID, SECRET, public_gateway.url)
+    responses = roundtrip(public_gateway.port, signed_bytes(signer.sign("GET", url)), watch)
+    assert [(r.status, r.error_code) for r in responses] == [(403, "upstream_not_allowed")]
+    assert upstream_requests(upstream) == before
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_names_that_resolve_to_private_addresses_are_refused(
+    name: str, public_gateway: Server, upstream: Server, watch: LeakWatch
+) -> None:
+    port = urlsplit(upstream.url).port
+    try:
+        resolved = {info[4][0] for info in socket.getaddrinfo(name, port, proto=socket.IPPROTO_TCP)}
+    except socket.gaierror:
+        resolved = set()
+    assert not any(is_public(a) for a in resolved), f"{name} resolves to a public address here: {resolved}"
+    before = upstream_requests(upstream)
+    signer = RecordingSigner(watch, KEY_ID, SECRET, public_gateway.url)
+    responses = roundtrip(
+        public_gateway.port, signed_bytes(signer.sign("GET", f"http://{name}:{port}/v1/record")), watch
+    )
+    # A name that does not resolve here (ip6-localhost is not in every /etc/hosts; some resolvers
+    # refuse "localhost.") cannot be reached at all: it fails as unreachable, still with nothing sent.
+    expected = (403, "upstream_not_allowed") if resolved else (502, "upstream_unreachable")
+    assert [(r.status, r.error_code) for r in responses] == [expected]
+    assert upstream_requests(upstream) == before
 
 
 # -- redirects -------------------------------------------------------------------------------------
