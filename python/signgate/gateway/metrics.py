@@ -5,6 +5,7 @@ Each worker process keeps its own numbers and labels them with ``worker`` (its p
 
 from __future__ import annotations
 
+import asyncio
 import os
 from bisect import bisect_left
 from collections import Counter
@@ -34,6 +35,13 @@ class Histogram:
         lines.append(f"{self.name}_sum{{{labels}}} {self.sum:.6f}")
         lines.append(f"{self.name}_count{{{labels}}} {total}")
         return lines
+
+
+def _task_count() -> int:
+    try:
+        return len(asyncio.all_tasks())
+    except RuntimeError:  # rendered outside an event loop
+        return 0
 
 
 class Metrics:
@@ -69,6 +77,10 @@ class Metrics:
             "# HELP signgate_bytes_out_total Response body bytes sent to clients.",
             "# TYPE signgate_bytes_out_total counter",
             f"signgate_bytes_out_total{{{worker}}} {self.bytes_out}",
+            "# HELP signgate_tasks asyncio tasks alive in the worker (the scrape's own included); "
+            "a number that grows with traffic and never falls back is a leak.",
+            "# TYPE signgate_tasks gauge",
+            f"signgate_tasks{{{worker}}} {_task_count()}",
         ]
         lines += self.upstream_duration.render(worker)
         lines += self.upstream_ttfb.render(worker)
