@@ -18,6 +18,7 @@ descriptors return to their baseline once traffic stops. The path picks the beha
 ``/short-body``        Content-Length 100, 10 bytes, then close
 ``/bad-header``        a header value holding a control character
 ``/status-999``        a status code outside 100..599
+``/switch``            101 Switching Protocols
 ``/collect``           200; what a redirect target would see (counted, never expected to be hit)
 ``/stats``             JSON: requests per path, connections accepted
 =====================  =========================================================================
@@ -149,6 +150,8 @@ async def _answer(
         writer.write(_response("200 OK", b"{}", b"X-Evil: a\x01b\r\n"))
     elif name == "status-999":
         writer.write(_response("999 Beyond", b"{}"))
+    elif name == "switch":
+        writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
     else:
         writer.write(_response("404 Not Found", b'{"error": "no such fault"}'))
     await writer.drain()
