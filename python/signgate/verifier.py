@@ -36,6 +36,7 @@ from .errors import (
 
 _DATE = re.compile(r"\d{8}T\d{6}Z")
 _DIGITS = re.compile(r"[0-9]{1,10}")
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 _NAMES = re.compile(r"[!#$%&'*+\-.^_`|~0-9a-z]+(;[!#$%&'*+\-.^_`|~0-9a-z]+)*")
 _PARAMS = frozenset(scheme.ALL_PARAMS)
 
@@ -167,7 +168,7 @@ def parse_query(raw_query: str) -> SignedParams:
         raise MalformedRequest(scheme.X_SIGNED_HEADERS, "must include content-length when X-Sw-Body is true")
 
     sig = found[scheme.X_SIGNATURE]
-    if len(sig) != 64:
+    if not _HEX64.fullmatch(sig):  # hmac.compare_digest raises TypeError on non-ASCII text
         raise MalformedRequest(scheme.X_SIGNATURE, "must be 64 hexadecimal characters")
 
     return SignedParams(

@@ -438,6 +438,7 @@ CASES = [
         [(400, "malformed")],
     ),
     Case("empty values", _param("X-Sw-Date", ""), [(400, "malformed")]),
+    Case("a 64-character signature that is not ASCII", _param("X-Sw-Signature", "%C3%A9" * 64), [(400, "malformed")]),
     Case(
         "20 000 ampersands",
         lambda c: request_bytes("GET", "/?" + "&" * 20_000, [("Connection", "close")]),

@@ -86,6 +86,9 @@ def _replace(req: SignedRequest, name: str, value: str) -> str:
         ("X-Sw-SignedHeaders", "X-Upper", "lower-case"),
         ("X-Sw-SignedHeaders", "a%3Ba", "more than once"),
         ("X-Sw-Signature", "abc", "64 hexadecimal"),
+        # 64 characters, not hexadecimal: hmac.compare_digest raised TypeError on the non-ASCII one
+        ("X-Sw-Signature", "%C3%A9" * 64, "64 hexadecimal"),
+        ("X-Sw-Signature", "g" * 64, "64 hexadecimal"),
         ("X-Sw-Proxy", "%FF", "not valid UTF-8"),
     ],
 )
