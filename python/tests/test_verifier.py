@@ -216,3 +216,27 @@ def test_messages_never_contain_secrets_or_signatures(clock: FakeClock) -> None:
         text = str(info.value)
         for secret in ("s3cret", signature, "tok-12", "payload"):
             assert secret not in text
+
+
+@pytest.mark.parametrize("query_part", ["X-Sw-Proxy=%41\ud800", "X-Sw-Proxy=\ud800", "X-Sw\ud800=1", "\udcff%FF=1"])
+def test_lone_surrogates_in_the_query_are_malformed(clock: FakeClock, query_part: str) -> None:
+    # A caller that decodes query bytes with surrogateescape hands these over; they are not
+    # UTF-8 text, so no signer produced them. They raised UnicodeEncodeError.
+    req = _signed(clock)
+    query = req.url.split("?", 1)[1] + "&" + query_part
+    with pytest.raises(MalformedRequest, match="not valid UTF-8") as info:
+        _verify(Verifier({"app": ["s3cret"]}, clock=clock), req, raw_query=query)
+    assert info.value.param == "query"
+
+
+def test_lone_surrogates_in_method_headers_or_path_fail_the_signature(clock: FakeClock) -> None:
+    req = _signed(clock, headers={"X-User": "u1"}, body="b")
+    verifier = Verifier({"app": ["s3cret"]}, clock=clock)
+    for override in (
+        {"method": "POST\udcff"},
+        {"headers": {"x-user": "u\ud800", "content-length": "1"}},
+        # the path only matters to the legacy forms, tried once the SW1 form has failed
+        {"path": "/gw\udcff/", "raw_query": _replace(req, "X-Sw-Signature", "0" * 64)},
+    ):
+        with pytest.raises(BadSignature):
+            _verify(verifier, req, **override)
