@@ -240,3 +240,15 @@ def test_lone_surrogates_in_method_headers_or_path_fail_the_signature(clock: Fak
     ):
         with pytest.raises(BadSignature):
             _verify(verifier, req, **override)
+
+
+def test_a_signature_moved_into_another_parameter_is_not_echoed(clock: FakeClock) -> None:
+    # Messages go back to the client; one that quoted client input in full could carry a signature
+    # (64 hex characters are a valid header name) into a log or a screenshot.
+    req = _signed(clock)
+    signature = req.url.rsplit("=", 1)[1]
+    query = _replace(req, "X-Sw-SignedHeaders", signature)
+    with pytest.raises(MissingHeader) as info:
+        _verify(Verifier({"app": ["s3cret"]}, clock=clock), req, raw_query=query)
+    assert signature not in str(info.value)
+    assert info.value.header == signature
