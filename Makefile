@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: test demo lint typecheck pytest jstest bench clean
+.PHONY: test demo lint typecheck pytest jstest bench fuzz clean
 
 # Re-installs when pyproject.toml changes; the stamp records the last successful install.
 $(VENV)/.installed: pyproject.toml
@@ -39,6 +39,16 @@ test: lint typecheck pytest jstest
 
 bench: venv
 	$(PY) bench/bench_signer.py
+
+# The verifier fuzzer, bounded (about 5 minutes here): FUZZ_CASES mutated requests and 20,000
+# hypothesis examples, then 500,000 coverage-guided atheris runs if atheris installs (it ships
+# wheels for Linux x86-64; elsewhere it may not build, and that part is skipped). `make test`
+# runs a 50,000-case share of it (python/tests/test_fuzz.py).
+FUZZ_CASES ?= 1000000
+fuzz: venv
+	$(PY) python/tests/fuzz_verifier.py --cases $(FUZZ_CASES) --hypothesis 20000
+	@$(PY) -m pip install --quiet -e '.[fuzz]' || echo "atheris did not install here: coverage-guided fuzzing skipped"
+	@if $(PY) -c 'import atheris' 2>/dev/null; then $(PY) python/tests/fuzz_verifier.py --cases 0 --atheris 500000; fi
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache
