@@ -133,6 +133,7 @@ def test_fault_outcome_and_metric(name: str, gateway: Server, faulty: Server, de
     assert after.minus(before) == {fault.metric: 1}
 
 
+@pytest.mark.slow
 def test_ten_thousand_faults_leave_nothing_behind(
     gateway: Server, faulty: Server, dead_port: int, watch: LeakWatch
 ) -> None:

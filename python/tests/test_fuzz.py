@@ -29,6 +29,7 @@ from signgate import BadSignature, VerifiedRequest
 SEED = int(os.environ.get("FUZZ_SEED", "20261127"))
 
 
+@pytest.mark.slow
 def test_mutation_loop_ci_run() -> None:
     report = mutation_loop(50_000, seed=SEED)
     print("\n" + report.summary())
