@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: test demo lint typecheck pytest jstest bench fuzz clean
+.PHONY: test demo lint typecheck pytest jstest bench fuzz soak clean
 
 # Re-installs when pyproject.toml changes; the stamp records the last successful install.
 $(VENV)/.installed: pyproject.toml
@@ -49,6 +49,12 @@ fuzz: venv
 	$(PY) python/tests/fuzz_verifier.py --cases $(FUZZ_CASES) --hypothesis 20000
 	@$(PY) -m pip install --quiet -e '.[fuzz]' || echo "atheris did not install here: coverage-guided fuzzing skipped"
 	@if $(PY) -c 'import atheris' 2>/dev/null; then $(PY) python/tests/fuzz_verifier.py --cases 0 --atheris 500000; fi
+
+# Mixed valid, invalid and faulty traffic against a real gateway for SOAK_MINUTES (bounded),
+# checking every answer, memory, descriptors and tasks. `make test` runs one minute of it.
+SOAK_MINUTES ?= 10
+soak: venv
+	$(PY) python/tests/soak.py --minutes $(SOAK_MINUTES)
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -5,23 +5,23 @@ header it would never send), so this one writes bytes by hand. Every answer clos
 (``Connection: close``), so a gateway's upstream pool holds nothing between requests and its open
 descriptors return to their baseline once traffic stops. The path picks the behaviour:
 
-=====================  =========================================================================
-``/ok``                200 with a small JSON body (Content-Length)
-``/sse?n=N``           200, N chunked SSE events and ``data: [DONE]``, then the final chunk
-``/status/CODE``       CODE with a JSON error body (429 also carries ``Retry-After: 7``)
-``/reset``             reads the request, then resets the connection (RST) before any byte
-``/stall-headers``     reads the request, answers nothing (until ``?s=`` seconds or the peer leaves)
-``/stall-body``        headers and one event, then nothing
-``/garbage``           bytes that are not HTTP, then close
-``/half-headers``      half a status line and header, then close
-``/close-mid``         headers and one chunk, then close without the final chunk
-``/short-body``        Content-Length 100, 10 bytes, then close
-``/bad-header``        a header value holding a control character
-``/status-999``        a status code outside 100..599
-``/switch``            101 Switching Protocols
-``/collect``           200; what a redirect target would see (counted, never expected to be hit)
-``/stats``             JSON: requests per path, connections accepted
-=====================  =========================================================================
+=========================  =======================================================================
+``/ok``                    200 with a small JSON body (Content-Length)
+``/sse?n=N&interval=S``    200, N chunked SSE events S seconds apart, ``data: [DONE]``, the final chunk
+``/status/CODE``           CODE with a JSON error body (429 also carries ``Retry-After: 7``)
+``/reset``                 reads the request, then resets the connection (RST) before any byte
+``/stall-headers``         reads the request, answers nothing (until ``?s=`` seconds or the peer leaves)
+``/stall-body``            headers and one event, then nothing
+``/garbage``               bytes that are not HTTP, then close
+``/half-headers``          half a status line and header, then close
+``/close-mid``             headers and one chunk, then close without the final chunk
+``/short-body``            Content-Length 100, 10 bytes, then close
+``/bad-header``            a header value holding a control character
+``/status-999``            a status code outside 100..599
+``/switch``                101 Switching Protocols
+``/collect``               200; what a redirect target would see (counted, never expected to be hit)
+``/stats``                 JSON: requests per path, connections accepted
+=========================  =======================================================================
 """
 
 from __future__ import annotations
@@ -117,9 +117,12 @@ async def _answer(
         writer.write(_response("200 OK", b'{"ok": true}\n'))
     elif name == "sse":
         writer.write(_SSE_HEAD)
+        interval = float(query.get("interval", "0"))
         for i in range(int(query.get("n", "5"))):
             writer.write(_chunk(b'data: {"i": %d}\n\n' % i))
             await writer.drain()
+            if interval:
+                await asyncio.sleep(interval)
         writer.write(_chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n")
     elif name == "status":
         code = int(path.rsplit("/", 1)[-1])

@@ -98,6 +98,25 @@ class Resources:
                 return int(line.split()[1])
         raise RuntimeError(f"no VmRSS for {self.pid}")
 
+    def sockets_to(self, port: int) -> int:
+        """How many of the process's descriptors are TCP connections to ``port`` on this host
+        (an upstream's pooled keep-alive connections, for instance)."""
+        inodes = set()
+        for fd in Path(f"/proc/{self.pid}/fd").iterdir():
+            try:
+                link = fd.readlink().name
+            except OSError:  # closed meanwhile
+                continue
+            if link.startswith("socket:["):
+                inodes.add(link[8:-1])
+        count = 0
+        for table in ("tcp", "tcp6"):
+            for line in Path(f"/proc/{self.pid}/net/{table}").read_text().splitlines()[1:]:
+                fields = line.split()
+                if int(fields[2].rsplit(":", 1)[1], 16) == port and fields[9] in inodes:
+                    count += 1
+        return count
+
     def sample(self) -> Sample:
         sample = Sample(time.monotonic(), self.fds(), self.rss_kib())
         self.samples.append(sample)
