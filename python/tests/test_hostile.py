@@ -676,3 +676,11 @@ def test_redirects_are_passed_back_never_followed(
         assert [(r.status, r.header("location")) for r in responses] == [(code, to)]
         assert responses[0].error_code is None
     assert server_stats(elsewhere).get("/collect", 0) == 0
+
+
+def test_relayed_answers_carry_one_date(gateway: Server, upstream: Server, watch: LeakWatch) -> None:
+    # Date is a singleton field; the upstream's and uvicorn's own both went out (docs/protocol.md
+    # says the upstream's is dropped).
+    signer = RecordingSigner(watch, KEY_ID, SECRET, gateway.url)
+    responses = roundtrip(gateway.port, signed_bytes(signer.sign("GET", f"{upstream.url}/v1/record")), watch)
+    assert [k.lower() for k, _ in responses[0].headers].count("date") == 1

@@ -64,6 +64,7 @@ _NOT_UPSTREAM = _HOP_BY_HOP | {
     "x-real-ip",
 }
 _NOT_DOWNSTREAM = _HOP_BY_HOP | {
+    "date",  # the server adds its own; two would break the field's single-value rule
     "set-cookie",
     "set-cookie2",
     "cache-control",
