@@ -14,12 +14,12 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 import sw1_reference
 from leaks import ENV, KEY_ARGS, KEY_ID, SECRET, LeakWatch, RecordingSigner, authorization_digest
+from load import Resources
 from raw_http import Response, exchange, parse_responses, request_bytes
 from servers import HERE, Server, free_port, start_gateway, start_upstream
 
@@ -95,10 +95,6 @@ def target(req: SignedRequest) -> str:
     return "/?" + req.url.split("?", 1)[1]
 
 
-def with_query(req: SignedRequest, query: str) -> str:
-    return "/?" + query
-
-
 def signed_bytes(req: SignedRequest, *, extra: list[tuple[str, str]] | None = None, close: bool = True) -> bytes:
     headers = [*req.headers.items(), *(extra or [])]
     if close:
@@ -114,17 +110,6 @@ def roundtrip(port: int, data: bytes | list[bytes], watch: LeakWatch, **kwargs: 
 
 
 # -- the request head: time ------------------------------------------------------------------------
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmRSS")
-
-
-def open_fds(pid: int) -> int:
-    return len(list(Path(f"/proc/{pid}/fd").iterdir()))
 
 
 def test_idle_connection_is_closed_after_the_header_timeout(gateway: Server) -> None:
@@ -184,8 +169,8 @@ def test_every_worker_keeps_the_header_deadline(watch: LeakWatch) -> None:
 
 
 def test_slowloris_connections_are_all_released(gateway: Server) -> None:
-    pid = gateway.proc.pid
-    baseline = open_fds(pid)
+    resources = Resources(gateway.proc.pid)
+    baseline = resources.fds()
     socks = []
     for _ in range(200):
         sock = socket.create_connection(("127.0.0.1", gateway.port), timeout=10)
@@ -206,9 +191,9 @@ def test_slowloris_connections_are_all_released(gateway: Server) -> None:
         sock.close()
     assert answered == len(socks)
     deadline = time.monotonic() + 5
-    while open_fds(pid) > baseline and time.monotonic() < deadline:
+    while resources.fds() > baseline and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert open_fds(pid) <= baseline
+    assert resources.fds() <= baseline
 
 
 # -- the request head: size ------------------------------------------------------------------------
@@ -218,13 +203,14 @@ def test_slowloris_connections_are_all_released(gateway: Server) -> None:
 def test_a_head_that_never_ends_is_cut_off(where: str, gateway: Server, watch: LeakWatch) -> None:
     # uvicorn buffers a request head until it ends, however large: 200 MiB of headers once grew
     # the gateway by 200 MiB. Now the head is refused once it passes --max-header-bytes + 16 KiB.
-    rss_before = rss_kib(gateway.proc.pid)
+    resources = Resources(gateway.proc.pid)
+    rss_before = resources.rss_kib()
     start = b"GET /?" if where == "request line" else b"GET / HTTP/1.1\r\nHost: g\r\n"
     filler = b"a" * 16384 if where == "request line" else b"X-Filler: " + b"a" * 16000 + b"\r\n"
     pieces = [start] + [filler] * 512  # 8 MiB if the gateway kept reading
     responses = roundtrip(gateway.port, pieces, watch, pause=0.002, timeout=5)
     assert [(r.status, r.error_code) for r in responses] == [(431, "headers_too_large")]
-    assert rss_kib(gateway.proc.pid) - rss_before < 4096
+    assert resources.rss_kib() - rss_before < 4096
 
 
 # -- the table -------------------------------------------------------------------------------------
