@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: test demo lint typecheck pytest jstest e2e bench clean venv system-deps
+.PHONY: test demo lint typecheck pytest jstest e2e bench fuzz soak clean venv system-deps
 
 # Re-installs when pyproject.toml changes; the stamp records the last successful install.
 $(VENV)/.installed: pyproject.toml
@@ -56,6 +56,22 @@ bench: venv
 	$(PY) -m pip install --quiet -e '.[test,bench]'
 	@if [ -f bench/ensure-tools.sh ]; then bash bench/ensure-tools.sh; fi
 	$(PY) bench/run_all.py $(BENCH_ARGS)
+
+# The verifier fuzzer, bounded (about 5 minutes here): FUZZ_CASES mutated requests and 20,000
+# hypothesis examples, then 500,000 coverage-guided atheris runs if atheris installs (it ships
+# wheels for Linux x86-64; elsewhere it may not build, and that part is skipped). `make test`
+# runs a 50,000-case share of it (python/tests/test_fuzz.py).
+FUZZ_CASES ?= 1000000
+fuzz: venv
+	$(PY) python/tests/fuzz_verifier.py --cases $(FUZZ_CASES) --hypothesis 20000
+	@$(PY) -m pip install --quiet -e '.[fuzz]' || echo "atheris did not install here: coverage-guided fuzzing skipped"
+	@if $(PY) -c 'import atheris' 2>/dev/null; then $(PY) python/tests/fuzz_verifier.py --cases 0 --atheris 500000; fi
+
+# Mixed valid, invalid and faulty traffic against a real gateway for SOAK_MINUTES (bounded),
+# checking every answer, memory, descriptors and tasks. `make test` runs one minute of it.
+SOAK_MINUTES ?= 10
+soak: venv
+	$(PY) python/tests/soak.py --minutes $(SOAK_MINUTES)
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache

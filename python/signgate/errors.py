@@ -111,7 +111,7 @@ class MissingHeader(VerificationError):
 
     def __init__(self, header: str) -> None:
         super().__init__(
-            f"the signed header {header!r} is missing from the request; "
+            f"the signed header {header[:40]!r} is missing from the request; "
             "send every header the backend returned with the signed URL"
         )
         self.header = header

@@ -36,6 +36,7 @@ from .errors import (
 
 _DATE = re.compile(r"\d{8}T\d{6}Z")
 _DIGITS = re.compile(r"[0-9]{1,10}")
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 _NAMES = re.compile(r"[!#$%&'*+\-.^_`|~0-9a-z]+(;[!#$%&'*+\-.^_`|~0-9a-z]+)*")
 _PARAMS = frozenset(scheme.ALL_PARAMS)
 
@@ -123,6 +124,11 @@ def parse_query(raw_query: str) -> SignedParams:
     Other parameters are ignored, as the Signway server ignores them. Raises
     :class:`MalformedRequest` naming the first missing, repeated or malformed parameter.
     """
+    if not raw_query.isascii():
+        try:
+            raw_query.encode()
+        except UnicodeEncodeError:  # lone surrogates, e.g. from bytes decoded with surrogateescape
+            raise MalformedRequest("query", "is not valid UTF-8 text; send the signed URL unchanged") from None
     found: dict[str, str] = {}
     for part in raw_query.split("&"):
         raw_name, _, raw_value = part.partition("=")
@@ -167,7 +173,7 @@ def parse_query(raw_query: str) -> SignedParams:
         raise MalformedRequest(scheme.X_SIGNED_HEADERS, "must include content-length when X-Sw-Body is true")
 
     sig = found[scheme.X_SIGNATURE]
-    if len(sig) != 64:
+    if not _HEX64.fullmatch(sig):  # hmac.compare_digest raises TypeError on non-ASCII text
         raise MalformedRequest(scheme.X_SIGNATURE, "must be 64 hexadecimal characters")
 
     return SignedParams(
@@ -316,12 +322,16 @@ class Verifier:
                 yield scheme.canonical_request(method, legacy, header_block, names, text or "", quote(path))
 
         short = params.date[:8]
-        for canonical in candidates():
-            to_sign = scheme.string_to_sign(params.date, canonical)
-            matched = False
-            for secret in secrets:
-                # Compare against every secret: no early exit that a timer could observe.
-                matched |= hmac.compare_digest(scheme.signature(secret, short, to_sign), params.signature)
-            if matched:
-                return True
+        try:
+            for canonical in candidates():
+                to_sign = scheme.string_to_sign(params.date, canonical)
+                matched = False
+                for secret in secrets:
+                    # Compare against every secret: no early exit that a timer could observe.
+                    matched |= hmac.compare_digest(scheme.signature(secret, short, to_sign), params.signature)
+                if matched:
+                    return True
+        except UnicodeEncodeError:
+            # A method, header value or path that is not UTF-8 text (lone surrogates): never signed.
+            return False
         return False

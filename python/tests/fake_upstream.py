@@ -8,6 +8,7 @@ streams whose client (the gateway) hung up, at ``GET /stats``.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import sys
 import time
@@ -29,6 +30,20 @@ async def echo(request: web.Request) -> web.Response:
             "body": body.decode("utf-8", "replace"),
         },
         headers={"Set-Cookie": "upstream=1", "X-Upstream": "yes", "Connection": "keep-alive"},
+    )
+
+
+async def record(request: web.Request) -> web.Response:
+    """Like echo, but the Authorization value comes back as its SHA-256, so that tests which
+    grep every response for the API key can still check the key arrived upstream."""
+    stats["requests"] += 1
+    body = await request.read()
+    headers = [
+        [k, "sha256:" + hashlib.sha256(v.encode()).hexdigest() if k.lower() == "authorization" else v]
+        for k, v in request.headers.items()
+    ]
+    return web.json_response(
+        {"method": request.method, "path": request.path_qs, "headers": headers, "body": body.decode("utf-8", "replace")}
     )
 
 
@@ -84,7 +99,11 @@ async def broken(request: web.Request) -> web.StreamResponse:
 
 
 async def redirect(request: web.Request) -> web.Response:
-    raise web.HTTPFound("http://127.0.0.2:1/elsewhere")
+    """302 (or ``?code=``) to ``?to=`` (default a closed port on 127.0.0.2)."""
+    stats["requests"] += 1
+    code = int(request.query.get("code", "302"))
+    location = request.query.get("to", "http://127.0.0.2:1/elsewhere")
+    return web.Response(status=code, headers={"Location": location}, text="moved\n")
 
 
 async def status(request: web.Request) -> web.Response:
@@ -163,6 +182,7 @@ async def get_stats(request: web.Request) -> web.Response:
 def make_app() -> web.Application:
     app = web.Application()
     app.router.add_route("*", "/v1/echo", echo)
+    app.router.add_route("*", "/v1/record", record)
     app.router.add_route("*", "/v1/sse", sse)
     app.router.add_get("/v1/sent", sent)
     app.router.add_route("*", "/v1/stall", stall)

@@ -76,6 +76,7 @@ max_expires = 10
         ('[keys.app]\nsecrets = ["s"]\ncors_origins = ["https://x/path"]\n', "is not an origin"),
         ('[gateway]\nmax_body = "lots"\n', "gateway.max_body: 'lots' is not a size"),
         ("[gateway]\nread_timeout = -1\n", "gateway.read_timeout: must be a positive number"),
+        ("[gateway]\nheader_timeout = 0\n", "gateway.header_timeout: must be a positive number"),
         ("[gateway]\nworkers = 2\n", "gateway.workers: unknown setting"),
         ("[server]\n", "unknown section(s) ['server']"),
         ("not toml [", "not valid TOML"),
@@ -112,6 +113,7 @@ def serve(*args: str, env: dict[str, str] | None = None) -> subprocess.Completed
         (["app", "s", "--config", "/nonexistent.toml"], "/nonexistent.toml: cannot read the file"),
         (["--allow-upstream", "https://x/"], "need a key"),
         (["app", "s", "--max-body", "0"], "--max-body: '0' is not a size"),
+        (["app", "s", "--header-timeout", "0"], "--header-timeout must be positive"),
     ],
 )
 def test_bad_flags_stop_start_up_with_a_clear_message(args: list[str], fragment: str) -> None:

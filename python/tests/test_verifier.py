@@ -86,6 +86,9 @@ def _replace(req: SignedRequest, name: str, value: str) -> str:
         ("X-Sw-SignedHeaders", "X-Upper", "lower-case"),
         ("X-Sw-SignedHeaders", "a%3Ba", "more than once"),
         ("X-Sw-Signature", "abc", "64 hexadecimal"),
+        # 64 characters, not hexadecimal: hmac.compare_digest raised TypeError on the non-ASCII one
+        ("X-Sw-Signature", "%C3%A9" * 64, "64 hexadecimal"),
+        ("X-Sw-Signature", "g" * 64, "64 hexadecimal"),
         ("X-Sw-Proxy", "%FF", "not valid UTF-8"),
     ],
 )
@@ -213,3 +216,39 @@ def test_messages_never_contain_secrets_or_signatures(clock: FakeClock) -> None:
         text = str(info.value)
         for secret in ("s3cret", signature, "tok-12", "payload"):
             assert secret not in text
+
+
+@pytest.mark.parametrize("query_part", ["X-Sw-Proxy=%41\ud800", "X-Sw-Proxy=\ud800", "X-Sw\ud800=1", "\udcff%FF=1"])
+def test_lone_surrogates_in_the_query_are_malformed(clock: FakeClock, query_part: str) -> None:
+    # A caller that decodes query bytes with surrogateescape hands these over; they are not
+    # UTF-8 text, so no signer produced them. They raised UnicodeEncodeError.
+    req = _signed(clock)
+    query = req.url.split("?", 1)[1] + "&" + query_part
+    with pytest.raises(MalformedRequest, match="not valid UTF-8") as info:
+        _verify(Verifier({"app": ["s3cret"]}, clock=clock), req, raw_query=query)
+    assert info.value.param == "query"
+
+
+def test_lone_surrogates_in_method_headers_or_path_fail_the_signature(clock: FakeClock) -> None:
+    req = _signed(clock, headers={"X-User": "u1"}, body="b")
+    verifier = Verifier({"app": ["s3cret"]}, clock=clock)
+    for override in (
+        {"method": "POST\udcff"},
+        {"headers": {"x-user": "u\ud800", "content-length": "1"}},
+        # the path only matters to the legacy forms, tried once the SW1 form has failed
+        {"path": "/gw\udcff/", "raw_query": _replace(req, "X-Sw-Signature", "0" * 64)},
+    ):
+        with pytest.raises(BadSignature):
+            _verify(verifier, req, **override)
+
+
+def test_a_signature_moved_into_another_parameter_is_not_echoed(clock: FakeClock) -> None:
+    # Messages go back to the client; one that quoted client input in full could carry a signature
+    # (64 hex characters are a valid header name) into a log or a screenshot.
+    req = _signed(clock)
+    signature = req.url.rsplit("=", 1)[1]
+    query = _replace(req, "X-Sw-SignedHeaders", signature)
+    with pytest.raises(MissingHeader) as info:
+        _verify(Verifier({"app": ["s3cret"]}, clock=clock), req, raw_query=query)
+    assert signature not in str(info.value)
+    assert info.value.header == signature

@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
@@ -74,6 +75,7 @@ _NOT_UPSTREAM = _HOP_BY_HOP | {
     "x-real-ip",
 }
 _NOT_DOWNSTREAM = _HOP_BY_HOP | {
+    "date",  # the server adds its own; two would break the field's single-value rule
     "set-cookie",
     "set-cookie2",
     "cache-control",
@@ -85,6 +87,10 @@ _NOT_DOWNSTREAM = _HOP_BY_HOP | {
     "vary",
 }
 _EXPOSE = b"x-signgate-error, x-request-id, retry-after, content-type"
+# What uvicorn refuses to write (it raises mid-response): header names that are not tokens,
+# values with control characters. aiohttp's parser lets some of these through from an upstream.
+_BAD_NAME = re.compile(rb'[\x00-\x1f\x7f()<>@,;:\\\[\]={} \t"]')
+_BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 class Refusal(Exception):
@@ -505,6 +511,8 @@ class Gateway:
                 raise Refusal(502, "upstream_unreachable", f"could not reach the upstream ({host})") from None
             ex.ttfb = time.perf_counter() - sent_at
             self.metrics.upstream_ttfb.observe(ex.ttfb)
+            if not _relayable(response):
+                raise Refusal(502, "upstream_unreachable", f"the upstream's answer is not valid HTTP ({host})")
             ex.status = response.status
             ex.code = "ok" if response.status < 400 else "upstream_status"
             headers_out = self._downstream_headers(response, ex, origin, key)
@@ -674,6 +682,15 @@ class Gateway:
                 "bytes_out": ex.bytes_out,
             }
             access_logger.info(json.dumps(entry))
+
+
+def _relayable(response: aiohttp.ClientResponse) -> bool:
+    """False for an answer that HTTP cannot carry on: a status outside 200..599 (a 101 would
+    switch the client's connection to a protocol nobody speaks), or a header uvicorn would
+    refuse to write after the response had begun."""
+    if not 200 <= response.status <= 599:
+        return False
+    return not any(_BAD_NAME.search(name) or _BAD_VALUE.search(value) for name, value in response.raw_headers)
 
 
 def create_app(config: GatewayConfig, *, clock: Callable[[], float] = time.time) -> Gateway:

@@ -144,6 +144,13 @@ def add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--client-timeout", type=float, metavar="SECONDS", help="time to receive a request body (default: 30)"
     )
     lim.add_argument(
+        "--header-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="time to receive a request's headers, counted from the connection's start or the previous "
+        "response (default: 10)",
+    )
+    lim.add_argument(
         "--shutdown-timeout",
         type=float,
         metavar="SECONDS",
@@ -158,7 +165,15 @@ def config_from_args(args: argparse.Namespace) -> GatewayConfig:
     """Build and validate the configuration; raises ConfigError or CommandError naming the problem."""
     config = load_toml(args.config) if args.config else GatewayConfig()
     changes: dict[str, Any] = {}
-    for name in ("max_streams", "max_expires", "connect_timeout", "read_timeout", "client_timeout", "shutdown_timeout"):
+    for name in (
+        "max_streams",
+        "max_expires",
+        "connect_timeout",
+        "read_timeout",
+        "client_timeout",
+        "header_timeout",
+        "shutdown_timeout",
+    ):
         value = getattr(args, name)
         if value is not None:
             if value <= 0:
@@ -261,15 +276,19 @@ def _parse_serve_argv(argv: list[str]) -> argparse.Namespace:
 def worker_app() -> Any:
     """uvicorn's factory in each worker process: rebuild the configuration from the same argv."""
     from .app import create_app
+    from .protocol import configure
 
     args = _parse_serve_argv(json.loads(os.environ[_ARGV_ENV]))
-    return create_app(config_from_args(args))
+    config = config_from_args(args)
+    configure(config)  # this worker's protocol class: uvicorn builds it, so its limits are set here
+    return create_app(config)
 
 
 def run_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from .app import create_app
+    from .protocol import configure
 
     try:
         config = config_from_args(args)
@@ -292,7 +311,7 @@ def run_serve(args: argparse.Namespace) -> int:
         "host": args.host,
         "port": args.port,
         "loop": "uvloop",
-        "http": "httptools",
+        "http": configure(config),  # httptools with a deadline and a size cap for the request head
         "lifespan": "on",
         "access_log": False,
         "log_config": _logging_config(args.log_level, not args.no_access_log),

@@ -117,6 +117,7 @@ class GatewayConfig:
     connect_timeout: float = 10.0
     read_timeout: float = 300.0
     client_timeout: float = 30.0
+    header_timeout: float = 10.0
     shutdown_timeout: float = 30.0
     store: str | None = None
     store_fail_open: bool = False
@@ -201,6 +202,7 @@ _GATEWAY_FIELDS: dict[str, Callable[[Any, str], Any]] = {
     "connect_timeout": lambda v, w: _positive(v, w),
     "read_timeout": lambda v, w: _positive(v, w),
     "client_timeout": lambda v, w: _positive(v, w),
+    "header_timeout": lambda v, w: _positive(v, w),
     "shutdown_timeout": lambda v, w: _positive(v, w),
 }
 _GATEWAY_OTHER = ("cors_origins", "allow_private_upstreams", "store", "store_fail_open", "usage_webhook")

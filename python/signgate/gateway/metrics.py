@@ -5,6 +5,7 @@ Each worker process keeps its own numbers and labels them with ``worker`` (its p
 
 from __future__ import annotations
 
+import asyncio
 import os
 from bisect import bisect_left
 from collections import Counter
@@ -41,6 +42,13 @@ class Histogram:
         lines.append(f"{self.name}_sum{{{labels}}} {self.sum:.6f}")
         lines.append(f"{self.name}_count{{{labels}}} {total}")
         return lines
+
+
+def _task_count() -> int:
+    try:
+        return len(asyncio.all_tasks())
+    except RuntimeError:  # rendered outside an event loop
+        return 0
 
 
 class Metrics:
@@ -91,6 +99,10 @@ class Metrics:
             "# HELP signgate_bytes_out_total Response body bytes sent to clients.",
             "# TYPE signgate_bytes_out_total counter",
             f"signgate_bytes_out_total{{{worker}}} {self.bytes_out}",
+            "# HELP signgate_tasks asyncio tasks alive in the worker (the scrape's own included); "
+            "a number that grows with traffic and never falls back is a leak.",
+            "# TYPE signgate_tasks gauge",
+            f"signgate_tasks{{{worker}}} {_task_count()}",
         ]
         lines += [
             "# HELP signgate_tokens_total Tokens used, by key, tenant, user and kind; estimated when the upstream "

@@ -1,0 +1,147 @@
+"""uvicorn's httptools protocol with the limits a public-facing server needs on the request head.
+
+uvicorn bounds neither the time nor the size of a request head: a client that sends a header a
+byte at a time holds its connection forever (slowloris), and one that never ends its headers
+grows the process without limit. :class:`GatewayHttpProtocol` adds both bounds, and answers
+requests that are not HTTP with the gateway's JSON error instead of uvicorn's plain text:
+
+- the request head must be complete within ``header_timeout`` seconds of the connection opening
+  or of the previous response ending; otherwise the connection is closed (with a 408 if part of
+  a head had arrived);
+- a head that grows past ``max_head_bytes`` is answered 431 and the connection closed, without
+  waiting for its end.
+
+Both are class attributes, set once per process by :func:`configure` before serving, because
+uvicorn builds the protocol itself (and, with several workers, in each worker process).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from typing import ClassVar
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from .config import GatewayConfig
+
+logger = logging.getLogger("signgate.gateway")
+
+#: Room for the request line (a signed URL carries its upstream URL, percent-encoded) and the
+#: header framing, on top of ``max_header_bytes`` which counts names and values only.
+HEAD_ALLOWANCE = 16 * 1024
+
+
+def _error_response(status: bytes, code: str, message: str) -> bytes:
+    body = json.dumps({"error": {"code": code, "message": message, "request_id": os.urandom(8).hex()}}).encode()
+    return b"".join(
+        [
+            b"HTTP/1.1 " + status + b"\r\n",
+            b"content-type: application/json\r\n",
+            b"content-length: " + str(len(body) + 1).encode() + b"\r\n",
+            b"cache-control: no-store\r\n",
+            b"x-signgate-error: " + code.encode() + b"\r\n",
+            b"connection: close\r\n\r\n",
+            body,
+            b"\n",
+        ]
+    )
+
+
+class GatewayHttpProtocol(HttpToolsProtocol):
+    """HttpToolsProtocol with a request-head deadline and size cap (see the module docstring)."""
+
+    header_timeout: ClassVar[float] = 10.0
+    max_head_bytes: ClassVar[int] = 16 * 1024 + HEAD_ALLOWANCE
+
+    _head_timer: asyncio.TimerHandle | None = None
+    _in_head = True  # from the end of one request (or the connection's start) to the end of the next head
+    _head_started = False  # a byte of that next head has arrived
+    _head_bytes = 0
+    _heads_done = 0
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        in_head_before, heads_before = self._in_head, self._heads_done
+        super().data_received(data)
+        if self.transport.is_closing() or not self._in_head:
+            return
+        # Count the reads that began and ended inside the same head. A read that began inside a
+        # body (and may end with the start of the next head) is not counted, so a large body is
+        # never mistaken for a large head; the cap is then reached at most one read later.
+        if in_head_before and heads_before == self._heads_done:
+            self._head_bytes += len(data)
+        if self._head_bytes > self.max_head_bytes:
+            logger.info("closed a connection whose request head exceeded %d bytes", self.max_head_bytes)
+            message = f"the request head exceeds {self.max_head_bytes} bytes"
+            self._refuse(b"431 Request Header Fields Too Large", "headers_too_large", message)
+
+    def on_message_begin(self) -> None:
+        self._head_started = True
+        super().on_message_begin()
+
+    def on_headers_complete(self) -> None:
+        self._cancel_head_timer()
+        self._in_head = self._head_started = False
+        self._head_bytes = 0
+        self._heads_done += 1
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._in_head = True
+        super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        # A request already parsed and queued behind this one (pipelining) needs no deadline.
+        waiting = bool(self.pipeline)
+        super().on_response_complete()
+        if not waiting and not self.transport.is_closing():
+            self._arm_head_timer()
+
+    def send_400_response(self, msg: str) -> None:
+        self._refuse(b"400 Bad Request", "malformed", "the request is not valid HTTP/1.1")
+
+    # -- the deadline ----------------------------------------------------------------------------
+
+    def _arm_head_timer(self) -> None:
+        self._cancel_head_timer()
+        self._head_timer = self.loop.call_later(self.header_timeout, self._head_timed_out)
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self.transport.is_closing():
+            return
+        if self._in_head and self._head_started:
+            logger.info("closed a connection whose request head took longer than %g s", self.header_timeout)
+            message = f"the request headers did not arrive within {self.header_timeout:g} s"
+            self._refuse(b"408 Request Timeout", "client_timeout", message)
+        else:
+            self.transport.close()
+
+    def _refuse(self, status: bytes, code: str, message: str) -> None:
+        self._cancel_head_timer()
+        # Never write into the middle of an earlier request's response (pipelining): just close.
+        if self.cycle is None or self.cycle.response_complete:
+            self.transport.write(_error_response(status, code, message))
+        self.transport.close()
+
+
+def configure(config: GatewayConfig) -> type[GatewayHttpProtocol]:
+    """Set this process's head limits from ``config``; returns the class to give uvicorn as ``http``."""
+    GatewayHttpProtocol.header_timeout = config.header_timeout
+    GatewayHttpProtocol.max_head_bytes = config.max_header_bytes + HEAD_ALLOWANCE
+    return GatewayHttpProtocol

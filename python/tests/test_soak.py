@@ -1,0 +1,15 @@
+"""One minute of ``soak.py`` in CI (``make soak`` runs ten)."""
+
+from __future__ import annotations
+
+import pytest
+from soak import run_soak
+
+
+@pytest.mark.slow
+def test_one_minute_soak() -> None:
+    result = run_soak(60, concurrency=32)
+    print("\n" + result.summary())
+    assert not result.problems, result.summary()
+    assert result.tally.streams > 500, "too little traffic to judge anything"
+    assert len(result.samples) >= 15
