@@ -28,8 +28,11 @@ pytest: venv
 
 test: lint typecheck pytest
 
+# nginx and wrk come from Debian: the gateway benchmark runs them beside signgate.
 bench: venv
+	bash bench/ensure-tools.sh
 	$(PY) bench/bench_signer.py
+	$(PY) bench/bench_gateway.py
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache
