@@ -312,7 +312,7 @@ def signed(gateway_port: int, upstream_url: str) -> str:
 
 # -- load generators ------------------------------------------------------------------------------
 
-_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
 
 
 def wrk(url: str, connections: int, seconds: float) -> dict[str, float]:
@@ -324,7 +324,7 @@ def wrk(url: str, connections: int, seconds: float) -> dict[str, float]:
     if "Non-2xx" in out or (errors and any(int(e) for e in errors.groups())):
         raise RuntimeError(f"wrk saw errors against {url.split('?')[0]}:\n{out}")
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    percentiles = {pct: re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)$", out, re.M) for pct in ("50", "90", "99")}
+    percentiles = {pct: re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.M) for pct in ("50", "90", "99")}
     if rps is None or None in percentiles.values():
         raise RuntimeError(f"cannot read wrk's output against {url.split('?')[0]}:\n{out}")
     result = {"rps": float(rps[1])}
@@ -615,7 +615,7 @@ def main() -> int:
         plan = Plan(runs=2, wrk_s=2, latency_s=1, stream_runs=1, wait_s=15)
     else:
         runs = max(5, args.runs)
-        plan = Plan(runs=runs, wrk_s=5, latency_s=3, stream_runs=runs, wait_s=90)
+        plan = Plan(runs=runs, wrk_s=4, latency_s=2, stream_runs=runs, wait_s=60)
     missing = [tool for tool in ("wrk", "taskset") if shutil.which(tool) is None]
     if not Path(nginx_bin()).exists():
         missing.append("nginx")
