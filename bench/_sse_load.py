@@ -88,7 +88,8 @@ class Stream(asyncio.Protocol):
         self.finish(None if self.load.complete[self.i] else "wrong_event_count")
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.finish("closed_early")
+        # Before the end of the response: the proxy closed (or reset) the connection.
+        self.finish("closed_early" if exc is None else f"closed_early_{type(exc).__name__}")
 
     def finish(self, error: str | None) -> None:
         if self.done.done():

@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -319,7 +320,9 @@ def wrk(url: str, connections: int, seconds: float) -> dict[str, float]:
     """Requests per second and latency percentiles (ms) from one wrk run on the load core."""
     argv = ["taskset", "-c", LOAD_CORE, "wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds:g}s"]
     argv += ["--latency", "--timeout", "5s", url]
-    out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30, check=True).stdout
+    out = subprocess.run(
+        argv, capture_output=True, text=True, timeout=seconds + 30, check=True, preexec_fn=raise_nofile
+    ).stdout
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     if "Non-2xx" in out or (errors and any(int(e) for e in errors.groups())):
         raise RuntimeError(f"wrk saw errors against {url.split('?')[0]}:\n{out}")
@@ -340,7 +343,7 @@ def sse_load(port: int, target: str, n: int, pids: Sequence[int], ms: int = STRE
     argv += ["--target", target, "-n", str(n), "--events", str(EVENTS), "--rate", str(RAMP)]
     argv += ["--stream-s", str(ms / 1000), "--timeout", "40"]
     argv += [a for p in pids for a in ("--pid", str(p))]
-    out = subprocess.run(argv, capture_output=True, text=True, timeout=180, check=False)
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=180, check=False, preexec_fn=raise_nofile)
     if out.returncode != 0:
         raise RuntimeError(f"the stream client failed:\n{out.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(out.stdout)
@@ -416,9 +419,27 @@ def stream_run(proxy: Proc, sse_port: int, n: int) -> dict[str, Any]:
         sse_load(proxy.port, stream_target(proxy, sse_port, 200), 200, [], ms=200)
         time.sleep(0.5)
         pids = proxy.workers()
+        log = proxy.tmp / f"{proxy.name}-access.log"
+        logged = log.stat().st_size if log.exists() else 0
         with Window(pids) as window:
             result = sse_load(proxy.port, stream_target(proxy, sse_port, STREAM_MS), n, pids)
-        return result | window.stats()
+    result["logged"] = logged_outcomes(log, logged)
+    return result | window.stats()
+
+
+def logged_outcomes(log: Path, offset: int) -> dict[str, int]:
+    """What the proxy's access log says about the requests after ``offset``: status (and
+    signgate's outcome code) -> count. Tells a proxy's refusals from connections it never read."""
+    outcomes: Counter[str] = Counter()
+    with log.open("rb") as f:
+        f.seek(offset)
+        for line in f:
+            if line.startswith(b"{"):
+                entry = json.loads(line)
+                outcomes[f"{entry['status']} {entry['code']}"] += 1
+            elif len(fields := line.split(b'"')) > 2:
+                outcomes[fields[2].split()[0].decode()] += 1  # nginx: '... "GET / HTTP/1.1" 200 ...'
+    return dict(outcomes)
 
 
 def streams(plan: Plan, tmp: Path, static_port: int, sse_port: int) -> dict[tuple[int, str], list[dict[str, Any]]]:
@@ -435,7 +456,10 @@ def streams(plan: Plan, tmp: Path, static_port: int, sse_port: int) -> dict[tupl
                 )
                 result = stream_run(proxy, sse_port, n)
                 if result["completed"] != n or result["errors"]:
-                    progress(f"    only {result['completed']:,} of {n:,} complete; errors: {result['errors']}")
+                    progress(
+                        f"    only {result['completed']:,} of {n:,} complete; client saw {result['errors']}; "
+                        f"{name}'s access log: {result['logged']}"
+                    )
                 results.setdefault((n, name), []).append(result)
     return results
 
