@@ -583,7 +583,7 @@ def report(
         f"### Streams: SSE, {EVENTS} events over {STREAM_MS / 1000:g} s each, opened {RAMP:,} per 100 ms, "
         f"{plan.stream_runs} runs per level",
         "",
-        f"| streams | proxy | complete with all {EVENTS} events (worst run) | most in flight at once | "
+        f"| streams | proxy | complete with all {EVENTS} events (worst run) | most in flight at once (worst run) | "
         "time to first event ms | last stream done s | KB resident per stream | vs nginx | "
         "CPU µs per relayed event | vs nginx |",
         "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -597,7 +597,7 @@ def report(
             worst = min(r["completed"] for r in runs)
             is_base = name == "nginx"
             out.append(
-                f"| {n:,} | {name} | {worst:,} | {min(r['plateau_streams'] for r in runs):,} (fewest) | "
+                f"| {n:,} | {name} | {worst:,} | {min(r['plateau_streams'] for r in runs):,} | "
                 f"{fmt([r['ttfe_ms_median'] or float('nan') for r in runs], '.0f')} | "
                 f"{fmt([r['duration_s'] for r in runs], '.1f')} | {fmt(kb, '.1f')} | "
                 f"{'—' if is_base else fmt(ratios(kb, [kb_per_stream(r) for r in base]), '.2f') + '×'} | "
