@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import os
@@ -281,7 +282,23 @@ def worker_app() -> Any:
     args = _parse_serve_argv(json.loads(os.environ[_ARGV_ENV]))
     config = config_from_args(args)
     configure(config)  # this worker's protocol class: uvicorn builds it, so its limits are set here
-    return create_app(config)
+    app = create_app(config)
+    _tune_gc()
+    return app
+
+
+def _tune_gc() -> None:
+    """Keep CPython's cycle collector from re-walking every open stream, in a serving process.
+
+    Each stream holds a few hundred objects for seconds or minutes. With the default thresholds
+    the collector walks all of them again each time the live set grows by a quarter: 9,000 streams
+    spent a third of the gateway's CPU in gc, which found no cycles at all. Objects from start-up
+    are frozen out of collections, and the young generation is collected after 10,000 net
+    allocations instead of 700; cycles are still collected.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -324,7 +341,9 @@ def run_serve(args: argparse.Namespace) -> int:
         f"signgate gateway on http://{args.host}:{args.port} (keys: {keys}; workers: {args.workers})", file=sys.stderr
     )
     if args.workers == 1:
-        uvicorn.run(create_app(config), **options)
+        app = create_app(config)
+        _tune_gc()
+        uvicorn.run(app, **options)
     else:
         argv = sys.argv[sys.argv.index("serve") + 1 :] if "serve" in sys.argv else []
         os.environ[_ARGV_ENV] = json.dumps(argv)

@@ -1,0 +1,693 @@
+"""The gateway against nginx ``proxy_pass``: small requests, added latency, streams and memory.
+
+One signgate worker and one nginx worker, side by side in one run, in front of the same local
+upstreams: nginx serving a static 1 KB file, and ``_sse_upstream.py`` (a uvloop raw-protocol SSE
+server). The proxy under test runs on core 0; the load generator (wrk, or ``_sse_load.py`` for
+streams) and the upstreams share core 1. Every figure is min / median / max over the runs, and
+each ratio is taken within a run, against a baseline measured in that same run.
+
+Needs nginx and wrk (``bench/ensure-tools.sh`` installs them). Run:
+``.venv/bin/python bench/bench_gateway.py`` (about 8 minutes; ``--quick`` for a smoke run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from _report import ROOT, git_revision, machine, summary, write_section
+
+from signgate import Signer
+
+HERE = Path(__file__).resolve().parent
+PROXY_CORE, LOAD_CORE, BOTH_CORES = "0", "1", "0,1"
+KEY_ID, SECRET, API_KEY = "bench", "bench-secret-not-for-production", "sk-bench"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+NOFILE = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+EVENTS, STREAM_MS, RAMP = 20, 3000, 1000  # per stream; its length; streams opened per 100 ms
+LEVELS = (1000, 5000, 9000)
+
+
+def progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# -- processes and CPU accounting ----------------------------------------------------------------
+
+
+def raise_nofile() -> None:
+    """In each child before exec: a proxied stream holds two descriptors, so take the hard limit."""
+    resource.setrlimit(resource.RLIMIT_NOFILE, (NOFILE, NOFILE))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def descendants(pid: int) -> list[int]:
+    out = []
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            for child in (task / "children").read_text().split():
+                out += [int(child), *descendants(int(child))]
+    except OSError:
+        pass
+    return out
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """utime + stime of these processes."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / CLK_TCK
+
+
+def core_times() -> dict[str, tuple[int, int]]:
+    """(busy, total) clock ticks per core, from /proc/stat."""
+    out = {}
+    for line in Path("/proc/stat").read_text().splitlines():
+        name, *values = line.split()
+        if re.fullmatch(r"cpu\d+", name):
+            ticks = [int(v) for v in values[:8]]
+            idle = ticks[3] + ticks[4]
+            out[name[3:]] = (sum(ticks) - idle, sum(ticks))
+    return out
+
+
+@dataclass
+class Proc:
+    """A server started by the benchmark, pinned with taskset; its output goes to files in ``tmp``."""
+
+    name: str
+    argv: list[str]
+    port: int
+    tmp: Path
+    cores: str
+    env: dict[str, str] = field(default_factory=dict)
+    stdout: Path | None = None
+    popen: subprocess.Popen[bytes] | None = None
+
+    def start(self, health: str = "/healthz", timeout: float = 20) -> Proc:
+        log = self.tmp / f"{self.name}.log"
+        out = self.stdout or log
+        with log.open("ab") as err, out.open("ab") as std:
+            self.popen = subprocess.Popen(
+                ["taskset", "-c", self.cores, *self.argv],
+                stdout=std,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, **self.env},
+                preexec_fn=raise_nofile,
+            )
+        LIVE.append(self)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.popen.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.popen.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{health}", timeout=1) as r:
+                    if r.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"{self.name} did not answer in {timeout} s:\n{log.read_text()[-3000:]}")
+
+    @property
+    def pid(self) -> int:
+        assert self.popen is not None
+        return self.popen.pid
+
+    def workers(self) -> list[int]:
+        """The processes doing the work: nginx's worker, uvicorn's workers, or the process itself."""
+        return descendants(self.pid) or [self.pid]
+
+    def stop(self) -> None:
+        if self in LIVE:
+            LIVE.remove(self)
+        if self.popen is None or self.popen.poll() is not None:
+            return
+        self.popen.send_signal(signal.SIGTERM)
+        try:
+            self.popen.wait(15)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait()
+
+
+LIVE: list[Proc] = []
+
+
+@contextmanager
+def running(*procs: Proc) -> Iterator[None]:
+    try:
+        for p in procs:
+            p.start()
+        yield
+    finally:
+        for p in reversed(procs):
+            p.stop()
+
+
+def our_cpu() -> float:
+    """CPU seconds used so far by this benchmark: itself, its finished children, its live servers."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    live = cpu_seconds([pid for p in LIVE for pid in (p.pid, *descendants(p.pid))])
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime + live
+
+
+class Window:
+    """CPU accounting over one measurement: the proxy's own CPU seconds, how busy each core was,
+    and how much CPU processes outside the benchmark took meanwhile (the machine may be shared)."""
+
+    def __init__(self, proxy_pids: Sequence[int]) -> None:
+        self.pids = list(proxy_pids)
+
+    def __enter__(self) -> Window:
+        self.started, self.cores, self.proxy, self.ours = (
+            time.monotonic(),
+            core_times(),
+            cpu_seconds(self.pids),
+            our_cpu(),
+        )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall = time.monotonic() - self.started
+        self.proxy_cpu = cpu_seconds(self.pids) - self.proxy
+        cores = core_times()
+        self.busy = {c: (cores[c][0] - b[0]) / max(1, cores[c][1] - b[1]) for c, b in self.cores.items()}
+        busy_s = sum(cores[c][0] - b[0] for c, b in self.cores.items()) / CLK_TCK
+        self.other = max(0.0, busy_s - (our_cpu() - self.ours)) / self.wall  # in cores
+
+    def stats(self) -> dict[str, float]:
+        return {
+            "proxy_cpu_s": self.proxy_cpu,
+            "wall_s": self.wall,
+            "core0": self.busy.get("0", 0.0),
+            "core1": self.busy.get("1", 0.0),
+            "other": self.other,
+        }
+
+
+# -- the servers ----------------------------------------------------------------------------------
+
+
+def nginx_bin() -> str:
+    return shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+def nginx(name: str, tmp: Path, port: int, http: str, cores: str) -> Proc:
+    """One nginx master with one worker, configured in ``tmp``."""
+    conf = tmp / f"{name}.conf"
+    temp_paths = "\n".join(
+        f"    {kind}_temp_path {tmp}/{name}-{kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    conf.write_text(
+        f"""worker_processes 1;
+worker_rlimit_nofile {NOFILE};
+daemon off;
+pid {tmp}/{name}.pid;
+error_log {tmp}/{name}-error.log warn;
+events {{ worker_connections {NOFILE - 100}; }}
+http {{
+{temp_paths}
+    keepalive_requests 1000000;
+    keepalive_timeout 65;
+{http}
+}}
+"""
+    )
+    return Proc(
+        name, [nginx_bin(), "-p", str(tmp), "-e", str(tmp / f"{name}-error.log"), "-c", str(conf)], port, tmp, cores
+    )
+
+
+def static_upstream(tmp: Path) -> Proc:
+    """nginx serving a 1 KB file on the load core: never the bottleneck for the proxies."""
+    www = tmp / "www"
+    www.mkdir()
+    (www / "1k").write_bytes(b"x" * 1023 + b"\n")
+    (www / "healthz").write_bytes(b"ok\n")
+    port = free_port()
+    http = f"""    access_log off;
+    open_file_cache max=16;
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        root {www};
+        default_type application/octet-stream;
+    }}"""
+    return nginx("upstream-nginx", tmp, port, http, LOAD_CORE)
+
+
+def sse_upstream(tmp: Path) -> Proc:
+    port = free_port()
+    return Proc("sse-upstream", [sys.executable, str(HERE / "_sse_upstream.py"), str(port)], port, tmp, LOAD_CORE)
+
+
+def nginx_proxy(tmp: Path, static_port: int, sse_port: int, name: str = "nginx-proxy") -> Proc:
+    """The baseline: proxy_pass over HTTP/1.1 keep-alive, buffering off for streams, an access log."""
+    port = free_port()
+    http = f"""    access_log {tmp}/{name}-access.log;
+    upstream static {{ server 127.0.0.1:{static_port}; keepalive 64; keepalive_requests 1000000; }}
+    upstream sse {{ server 127.0.0.1:{sse_port}; keepalive 1024; }}
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_set_header Authorization "Bearer {API_KEY}";
+        location = /healthz {{ return 200 "ok\\n"; }}
+        location /sse {{ proxy_pass http://sse; proxy_buffering off; }}
+        location / {{ proxy_pass http://static; }}
+    }}"""
+    return nginx(name, tmp, port, http, PROXY_CORE)
+
+
+def gateway(tmp: Path, upstreams: Sequence[int], workers: int = 1, name: str = "signgate") -> Proc:
+    """``signgate serve`` as in production: access log on (to a file), an allowlist, an API key added."""
+    port = free_port()
+    argv = [sys.executable, "-m", "signgate", "serve", "--id", KEY_ID, "--secret-env", "BENCH_SECRET"]
+    argv += ["--header-env", "Authorization=Bearer ${BENCH_API_KEY}", "--allow-private-upstreams"]
+    argv += [a for p in upstreams for a in ("--allow-upstream", f"http://127.0.0.1:{p}/")]
+    argv += ["--max-streams", "10000", "--port", str(port), "--workers", str(workers)]
+    return Proc(
+        name,
+        argv,
+        port,
+        tmp,
+        PROXY_CORE if workers == 1 else BOTH_CORES,
+        env={"BENCH_SECRET": SECRET, "BENCH_API_KEY": API_KEY},
+        stdout=tmp / f"{name}-access.log",
+    )
+
+
+def signed(gateway_port: int, upstream_url: str) -> str:
+    """One signed GET URL with a long expiry, reused: the gateway still verifies it every time."""
+    return Signer(KEY_ID, SECRET, f"http://127.0.0.1:{gateway_port}", expires_in=3600).sign("GET", upstream_url).url
+
+
+# -- load generators ------------------------------------------------------------------------------
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+def wrk(url: str, connections: int, seconds: float) -> dict[str, float]:
+    """Requests per second and latency percentiles (ms) from one wrk run on the load core."""
+    argv = ["taskset", "-c", LOAD_CORE, "wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds:g}s"]
+    argv += ["--latency", "--timeout", "5s", url]
+    out = subprocess.run(
+        argv, capture_output=True, text=True, timeout=seconds + 30, check=True, preexec_fn=raise_nofile
+    ).stdout
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if "Non-2xx" in out or (errors and any(int(e) for e in errors.groups())):
+        raise RuntimeError(f"wrk saw errors against {url.split('?')[0]}:\n{out}")
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    percentiles = {pct: re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.M) for pct in ("50", "90", "99")}
+    if rps is None or None in percentiles.values():
+        raise RuntimeError(f"cannot read wrk's output against {url.split('?')[0]}:\n{out}")
+    result = {"rps": float(rps[1])}
+    for pct, found in percentiles.items():
+        assert found is not None
+        result[f"p{pct}"] = float(found[1]) * _UNITS[found[2]]
+    return result
+
+
+def sse_load(port: int, target: str, n: int, pids: Sequence[int], ms: int = STREAM_MS) -> dict[str, Any]:
+    """Run the stream client on the load core; its JSON result (see _sse_load.py)."""
+    argv = ["taskset", "-c", LOAD_CORE, sys.executable, str(HERE / "_sse_load.py"), "--port", str(port)]
+    argv += ["--target", target, "-n", str(n), "--events", str(EVENTS), "--rate", str(RAMP)]
+    argv += ["--stream-s", str(ms / 1000), "--timeout", "40"]
+    argv += [a for p in pids for a in ("--pid", str(p))]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=180, check=False, preexec_fn=raise_nofile)
+    if out.returncode != 0:
+        raise RuntimeError(f"the stream client failed:\n{out.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(out.stdout)
+    return result
+
+
+def stream_target(proxy: Proc, sse_port: int, ms: int) -> str:
+    """The request target for EVENTS events over ``ms``: signed for signgate, plain for nginx."""
+    path = f"/sse?n={EVENTS}&ms={ms}"
+    if not proxy.name.startswith("signgate"):
+        return path
+    return signed(proxy.port, f"http://127.0.0.1:{sse_port}{path}").removeprefix(f"http://127.0.0.1:{proxy.port}")
+
+
+# -- the three parts ------------------------------------------------------------------------------
+
+
+@dataclass
+class Plan:
+    runs: int
+    wrk_s: float
+    latency_s: float
+    stream_runs: int
+    wait_s: float  # how long the whole run may wait, in total, for other work on the machine to pause
+
+    def settle(self) -> None:
+        """Before a measurement: wait, within the budget, until processes outside the benchmark
+        leave the cores idle (a shared machine runs other jobs in bursts)."""
+        while self.wait_s > 0:
+            with Window([]) as window:
+                time.sleep(0.5)
+            if window.other < 0.2:
+                return
+            self.wait_s -= window.wall
+            progress(f"    waiting for other work on the machine ({window.other:.1f} cores busy)")
+
+
+Targets = dict[str, tuple[str, Callable[[], list[int]]]]
+
+
+def small_requests(plan: Plan, targets: Targets) -> dict[str, list[dict[str, float]]]:
+    """wrk -c 64 against each target in turn, every run, so drift touches them all alike."""
+    results: dict[str, list[dict[str, float]]] = {name: [] for name in targets}
+    for name, (url, _) in targets.items():
+        progress(f"  warm-up: {name}")
+        wrk(url, 64, 1)
+    for run in range(plan.runs):
+        for name, (url, pids) in targets.items():
+            progress(f"  small requests, run {run + 1}/{plan.runs}: {name}")
+            plan.settle()
+            with Window(pids()) as window:
+                result = wrk(url, 64, plan.wrk_s)
+            results[name].append(result | window.stats())
+    return results
+
+
+def added_latency(plan: Plan, targets: Targets) -> dict[str, list[dict[str, float]]]:
+    """One connection, one request at a time: the median is what a proxy adds to each call."""
+    results: dict[str, list[dict[str, float]]] = {name: [] for name in targets}
+    for run in range(plan.runs):
+        for name, (url, pids) in targets.items():
+            progress(f"  one request at a time, run {run + 1}/{plan.runs}: {name}")
+            plan.settle()
+            with Window(pids()) as window:
+                result = wrk(url, 1, plan.latency_s)
+            results[name].append(result | window.stats())
+    return results
+
+
+def stream_run(proxy: Proc, sse_port: int, n: int) -> dict[str, Any]:
+    """A fresh proxy: warm it up with 200 short streams, let it settle, then ``n`` streams."""
+    with running(proxy):
+        sse_load(proxy.port, stream_target(proxy, sse_port, 200), 200, [], ms=200)
+        time.sleep(0.5)
+        pids = proxy.workers()
+        log = proxy.tmp / f"{proxy.name}-access.log"
+        logged = log.stat().st_size if log.exists() else 0
+        with Window(pids) as window:
+            result = sse_load(proxy.port, stream_target(proxy, sse_port, STREAM_MS), n, pids)
+    result["logged"] = logged_outcomes(log, logged)
+    return result | window.stats()
+
+
+def logged_outcomes(log: Path, offset: int) -> dict[str, int]:
+    """What the proxy's access log says about the requests after ``offset``: status (and
+    signgate's outcome code) -> count. Tells a proxy's refusals from connections it never read."""
+    outcomes: Counter[str] = Counter()
+    with log.open("rb") as f:
+        f.seek(offset)
+        for line in f:
+            if line.startswith(b"{"):
+                entry = json.loads(line)
+                outcomes[f"{entry['status']} {entry['code']}"] += 1
+            elif len(fields := line.split(b'"')) > 2:
+                outcomes[fields[2].split()[0].decode()] += 1  # nginx: '... "GET / HTTP/1.1" 200 ...'
+    return dict(outcomes)
+
+
+def streams(plan: Plan, tmp: Path, static_port: int, sse_port: int) -> dict[tuple[int, str], list[dict[str, Any]]]:
+    results: dict[tuple[int, str], list[dict[str, Any]]] = {}
+    for n in LEVELS:
+        for run in range(plan.stream_runs):
+            for name in ("nginx", "signgate"):
+                progress(f"  {n:,} streams, run {run + 1}/{plan.stream_runs}: {name}")
+                plan.settle()
+                proxy = (
+                    nginx_proxy(tmp, static_port, sse_port, name="nginx-streams")
+                    if name == "nginx"
+                    else gateway(tmp, [sse_port], name="signgate-streams")
+                )
+                result = stream_run(proxy, sse_port, n)
+                if result["completed"] != n or result["errors"]:
+                    progress(
+                        f"    only {result['completed']:,} of {n:,} complete; client saw {result['errors']}; "
+                        f"{name}'s access log: {result['logged']}"
+                    )
+                results.setdefault((n, name), []).append(result)
+    return results
+
+
+# -- the report -----------------------------------------------------------------------------------
+
+
+def fmt(values: Sequence[float], spec: str = ".2f") -> str:
+    lo, med, hi = summary(values)
+    return f"{lo:{spec}} / **{med:{spec}}** / {hi:{spec}}"
+
+
+def ratios(a: Sequence[float], b: Sequence[float]) -> list[float]:
+    return [x / y for x, y in zip(a, b, strict=True)]
+
+
+def med(runs: Sequence[dict[str, Any]], key: str) -> float:
+    return float(statistics.median(float(r[key]) for r in runs))
+
+
+def kb_per_stream(result: dict[str, Any]) -> float:
+    """Resident memory the proxy grew by at the plateau, per stream in flight then (KiB)."""
+    grown = sum(result["rss_plateau_kb"]) - sum(result["rss_idle_kb"])
+    return float(grown / max(1, result["plateau_streams"]))
+
+
+def us_per_event(result: dict[str, Any]) -> float:
+    return float(result["proxy_cpu_s"] / max(1, result["events"]) * 1e6)
+
+
+def other_load(*sections: dict[Any, list[dict[str, Any]]]) -> str:
+    values = [r["other"] for section in sections for runs in section.values() for r in runs]
+    return f"median {statistics.median(values):.2f}, max {max(values):.2f}"
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "**missed**"
+
+
+def report(
+    plan: Plan,
+    command: str,
+    small: dict[str, list[dict[str, float]]],
+    latency: dict[str, list[dict[str, float]]],
+    stream: dict[tuple[int, str], list[dict[str, Any]]],
+) -> str:
+    out = [
+        f"Measured {time.strftime('%Y-%m-%d')} at {git_revision()} on {machine()}; nginx {nginx_version()}.",
+        "",
+        f"Reproduce: `{command}` (`make bench` runs it after `bench/ensure-tools.sh` and the signer benchmark).",
+        "",
+        "Layout (taskset): the proxy under test, one nginx worker or one signgate worker, has core 0 to itself; "
+        "the load generator (wrk, or the asyncio stream client `bench/_sse_load.py`) and the upstreams (nginx "
+        "serving a static 1 KB file; `bench/_sse_upstream.py`, a uvloop raw-protocol SSE server) share core 1. "
+        "Both proxies keep HTTP/1.1 connections to the upstream alive, add an `Authorization` header and write "
+        "an access log line per request to a file; signgate verifies the SW1 signature of every request (one "
+        "signed URL, reused). Cells are min / **median** / max over the runs; a ratio is taken inside each run, "
+        "against the baseline measured in that run. The machine may be shared: *other load* is the CPU, in "
+        "cores, that processes outside the benchmark used during the measurements.",
+    ]
+
+    nginx_rps = [r["rps"] for r in small["nginx proxy_pass"]]
+    gw_ratio = statistics.median(ratios([r["rps"] for r in small["signgate, 1 worker"]], nginx_rps))
+    out += [
+        "",
+        f"### Small requests: 1 KB body, `wrk -t 1 -c 64 -d {plan.wrk_s:g}s`, {plan.runs} runs",
+        "",
+        "| path | requests/s | vs nginx | p50 ms | p90 ms | p99 ms | proxy CPU µs per request | core 0 / 1 busy |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, runs in small.items():
+        rps = [r["rps"] for r in runs]
+        cpu = (
+            "—"
+            if name.startswith("direct")
+            else fmt([r["proxy_cpu_s"] / r["wall_s"] / r["rps"] * 1e6 for r in runs], ".0f")
+        )
+        out.append(
+            f"| {name} | {fmt(rps, ',.0f')} | {fmt(ratios(rps, nginx_rps), '.3f')}× | {med(runs, 'p50'):.2f} | "
+            f"{med(runs, 'p90'):.2f} | {med(runs, 'p99'):.2f} | {cpu} | "
+            f"{med(runs, 'core0'):.0%} / {med(runs, 'core1'):.0%} |"
+        )
+    out += [
+        "",
+        "Latency percentiles and busy shares are medians over the runs. `--workers 2` is not pinned: its two "
+        "workers use both cores and compete with wrk and the upstream for core 1, so it is not comparable with "
+        f"the pinned rows. Other load: {other_load(small)} cores.",
+        "",
+        f"Target: one signgate worker ≥ 0.10× nginx's requests/s — {verdict(gw_ratio >= 0.10)} ({gw_ratio:.3f}×).",
+    ]
+
+    direct = [r["p50"] for r in latency["direct upstream"]]
+    added = {name: [r["p50"] - d for r, d in zip(runs, direct, strict=True)] for name, runs in latency.items()}
+    gw_added = statistics.median(added["signgate, 1 worker"])
+    out += [
+        "",
+        f"### Added latency over a direct call: one request at a time, `wrk -t 1 -c 1 -d {plan.latency_s:g}s`, "
+        f"{plan.runs} runs",
+        "",
+        "| path | median latency ms | added over direct ms | added vs nginx's | proxy CPU µs per request |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, runs in latency.items():
+        is_direct = name.startswith("direct")
+        cpu = "—" if is_direct else fmt([r["proxy_cpu_s"] / r["wall_s"] / r["rps"] * 1e6 for r in runs], ".0f")
+        out.append(
+            f"| {name} | {fmt([r['p50'] for r in runs], '.3f')} | {'—' if is_direct else fmt(added[name], '.3f')} | "
+            f"{'—' if is_direct else fmt(ratios(added[name], added['nginx proxy_pass']), '.1f') + '×'} | {cpu} |"
+        )
+    out += [
+        "",
+        "The direct call never leaves core 1; through a proxy every request crosses to core 0 and back, and an "
+        f"idle core wakes slowly, so part of what nginx adds is that crossing. Other load: {other_load(latency)} "
+        "cores.",
+        "",
+        f"Target: signgate adds ≤ 0.4 ms at the median — {verdict(gw_added <= 0.4)} ({gw_added:.3f} ms).",
+    ]
+
+    out += [
+        "",
+        f"### Streams: SSE, {EVENTS} events over {STREAM_MS / 1000:g} s each, opened {RAMP:,} per 100 ms, "
+        f"{plan.stream_runs} runs per level",
+        "",
+        f"| streams | proxy | complete with all {EVENTS} events (worst run) | most in flight at once (worst run) | "
+        "time to first event ms | last stream done s | KB resident per stream | vs nginx | "
+        "CPU µs per relayed event | vs nginx |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    targets = []
+    for n in LEVELS:
+        base = stream[(n, "nginx")]
+        for name in ("nginx", "signgate"):
+            runs = stream[(n, name)]
+            kb, per_event = [kb_per_stream(r) for r in runs], [us_per_event(r) for r in runs]
+            worst = min(r["completed"] for r in runs)
+            is_base = name == "nginx"
+            out.append(
+                f"| {n:,} | {name} | {worst:,} | {min(r['plateau_streams'] for r in runs):,} | "
+                f"{fmt([r['ttfe_ms_median'] or float('nan') for r in runs], '.0f')} | "
+                f"{fmt([r['duration_s'] for r in runs], '.1f')} | {fmt(kb, '.1f')} | "
+                f"{'—' if is_base else fmt(ratios(kb, [kb_per_stream(r) for r in base]), '.2f') + '×'} | "
+                f"{fmt(per_event, '.1f')} | "
+                f"{'—' if is_base else fmt(ratios(per_event, [us_per_event(r) for r in base]), '.1f') + '×'} |"
+            )
+            if name == "signgate" and n == LEVELS[-1]:
+                targets.append(f"all {n:,} complete with every event in every run — {verdict(worst == n)}")
+                kb_med = statistics.median(kb)
+                targets.append(f"≤ 20 KB resident per in-flight stream — {verdict(kb_med <= 20)} ({kb_med:.1f} KB)")
+    out += [
+        "",
+        "KB per stream: the proxy worker's VmRSS at the plateau (the highest of samples taken every 50 ms while "
+        "the most streams were receiving) minus its VmRSS idle after a warm-up of 200 short streams, divided by "
+        "the streams in flight at that moment; each run starts a fresh proxy. When a proxy cannot start streams "
+        "as fast as they arrive, fewer than all are in flight at once and the rest wait (in the listen queue, "
+        "then in the proxy): *most in flight* shows it. CPU per event: the proxy worker's utime + stime from the "
+        "first connection to the end of the last stream, divided by the events relayed, so stream set-up is "
+        "included. Time to first event counts from the client's connect. Signway measured 33 KB per stream. "
+        f"Other load: {other_load(stream)} cores.",
+        "",
+        f"Targets (signgate, {LEVELS[-1]:,} streams): " + "; ".join(targets) + ".",
+    ]
+    return "\n".join(out)
+
+
+def nginx_version() -> str:
+    out = subprocess.run([nginx_bin(), "-v"], capture_output=True, text=True, check=False).stderr
+    return out.strip().rsplit("/", 1)[-1]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=5, help="runs of each measurement (default and minimum 5)")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 2 short runs, 1 stream run per level")
+    parser.add_argument("--no-write", action="store_true", help="print only; do not update docs/benchmarks.md")
+    args = parser.parse_args()
+    if args.quick:
+        plan = Plan(runs=2, wrk_s=2, latency_s=1, stream_runs=1, wait_s=15)
+    else:
+        runs = max(5, args.runs)
+        plan = Plan(runs=runs, wrk_s=4, latency_s=2, stream_runs=runs, wait_s=60)
+    missing = [tool for tool in ("wrk", "taskset") if shutil.which(tool) is None]
+    if not Path(nginx_bin()).exists():
+        missing.append("nginx")
+    if missing:
+        progress(f"bench_gateway: {', '.join(missing)} not found; run bench/ensure-tools.sh first")
+        return 2
+    if not {int(PROXY_CORE), int(LOAD_CORE)} <= os.sched_getaffinity(0):
+        progress(f"bench_gateway: needs cores {PROXY_CORE} and {LOAD_CORE} (proxy on one, load on the other)")
+        return 2
+    os.sched_setaffinity(0, {int(LOAD_CORE)})  # this script is part of the load side
+    command = " ".join([".venv/bin/python bench/bench_gateway.py", *sys.argv[1:]])
+    progress(
+        f"gateway benchmark: proxy under test on core {PROXY_CORE}; load generator and upstreams on core "
+        f"{LOAD_CORE}; signgate --workers 2 on cores {BOTH_CORES}"
+    )
+
+    with tempfile.TemporaryDirectory(prefix="signgate-bench-") as name:
+        tmp = Path(name)
+        tmp.chmod(0o755)  # nginx workers (user nobody) read the static file
+        static, sse = static_upstream(tmp), sse_upstream(tmp)
+        one_kb = f"http://127.0.0.1:{static.port}/1k"
+        with running(static, sse):
+            proxy = nginx_proxy(tmp, static.port, sse.port)
+            gw1 = gateway(tmp, [static.port, sse.port])
+            gw2 = gateway(tmp, [static.port, sse.port], workers=2, name="signgate-w2")
+            with running(proxy, gw1, gw2):
+                targets: Targets = {
+                    "direct upstream": (one_kb, list),
+                    "nginx proxy_pass": (f"http://127.0.0.1:{proxy.port}/1k", proxy.workers),
+                    "signgate, 1 worker": (signed(gw1.port, one_kb), gw1.workers),
+                    f"signgate, --workers 2 (cores {BOTH_CORES})": (signed(gw2.port, one_kb), gw2.workers),
+                }
+                progress("small requests")
+                small = small_requests(plan, targets)
+                progress("added latency")
+                latency = added_latency(plan, dict(list(targets.items())[:3]))
+            if not (tmp / "signgate-access.log").stat().st_size:
+                raise RuntimeError("signgate wrote no access log: the runs must log as in production")
+            progress("streams")
+            stream = streams(plan, tmp, static.port, sse.port)
+
+    table = report(plan, command, small, latency, stream)
+    print(table)
+    if not args.no_write:
+        write_section("gateway", table)
+        progress(f"wrote section 'gateway' of {(ROOT / 'docs' / 'benchmarks.md').relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
