@@ -54,8 +54,9 @@ def _enc_cached(value: str) -> str:
     return quote(value, safe="-._~")
 
 
+@lru_cache(maxsize=8)
 def long_date(epoch: int) -> str:
-    """``YYYYMMDDTHHMMSSZ`` of a UTC epoch second."""
+    """``YYYYMMDDTHHMMSSZ`` of a UTC epoch second (cached: a busy signer asks for the same second)."""
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(epoch))
 
 
@@ -112,4 +113,4 @@ def day_key(secret: str, short: str) -> bytes:
 
 def signature(secret: str, short: str, to_sign: str) -> str:
     """The lower-case hex HMAC-SHA256 of the string to sign under the day's key."""
-    return hmac.new(day_key(secret, short), to_sign.encode(), "sha256").hexdigest()
+    return hmac.digest(day_key(secret, short), to_sign.encode(), "sha256").hex()

@@ -164,7 +164,7 @@ class Signer:
         expires = self.expires_in if expires_in is None else _check_expires(expires_in)
         proxy = _check_upstream(upstream_url)
         bound = _bound_headers(headers)
-        if any(name.startswith(extensions.PREFIX) for name in bound):
+        if bound and any(name.startswith(extensions.PREFIX) for name in bound):
             raise SigningError("headers", f"{extensions.PREFIX}* headers are set by the signer's own arguments")
         if single_use or uses is not None or user is not None or tenant is not None or policy is not None:
             bound.update(self._extensions(single_use, uses, user, tenant, policy))
@@ -244,7 +244,7 @@ class Signer:
             f"&X-Sw-Expires={expires}&X-Sw-Proxy={proxy_enc}&X-Sw-SignedHeaders={names}"
             f"&X-Sw-Body={body_flag}&X-Sw-Signature={sig}"
         )
-        return SignedRequest(url=url, method=method, headers=sent, body=text, expires_at=now + expires)
+        return SignedRequest(url, method, sent, text, now + expires)  # positional: measurably cheaper
 
 
 def _epoch(moment: _dt.datetime | None) -> float:
