@@ -19,7 +19,6 @@ import re
 import resource
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from _procs import CLK_TCK, NOFILE, free_port, progress, raise_nofile
 from _report import ROOT, git_revision, machine, summary, write_section
 
 from signgate import Signer
@@ -40,28 +40,11 @@ from signgate import Signer
 HERE = Path(__file__).resolve().parent
 PROXY_CORE, LOAD_CORE, BOTH_CORES = "0", "1", "0,1"
 KEY_ID, SECRET, API_KEY = "bench", "bench-secret-not-for-production", "sk-bench"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-NOFILE = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
 EVENTS, STREAM_MS, RAMP = 20, 3000, 1000  # per stream; its length; streams opened per 100 ms
 LEVELS = (1000, 5000, 9000)
 
 
-def progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 # -- processes and CPU accounting ----------------------------------------------------------------
-
-
-def raise_nofile() -> None:
-    """In each child before exec: a proxied stream holds two descriptors, so take the hard limit."""
-    resource.setrlimit(resource.RLIMIT_NOFILE, (NOFILE, NOFILE))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def descendants(pid: int) -> list[int]:

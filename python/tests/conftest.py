@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from servers import Server, start_upstream
 
 VECTORS = Path(__file__).parent / "sw1-vectors.json"
 
@@ -27,3 +29,11 @@ class FakeClock:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock(1_700_000_000)
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[Server]:
+    """The test upstream (python/tests/fake_upstream.py) as a real process, one per test module."""
+    server = start_upstream()
+    yield server
+    server.stop()

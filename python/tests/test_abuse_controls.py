@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 import aiohttp
 import pytest
 from gateway_client import call, send
-from servers import Server, start_gateway, start_redis, start_upstream
+from servers import Server, start_gateway, start_redis
 
 from signgate import Policy, SignedRequest, Signer
 from signgate.gateway.store import Limits, MemoryStore, Nonce, Scope
@@ -22,13 +22,6 @@ API_KEY = "sk-abuse-test-key"
 ENV = {"GW_SECRET": SECRET, "UPSTREAM_KEY": API_KEY}
 SYSTEM = "Answer in JSON."
 FORMAT = {"type": "json_object"}
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[Server]:
-    server = start_upstream()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")

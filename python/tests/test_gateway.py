@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from gateway_client import call, send
-from servers import Server, free_port, start_gateway, start_upstream
+from servers import Server, free_port, start_gateway
 
 from signgate import Signer, sign_url
 
@@ -20,13 +20,6 @@ SECRET = "gateway-test-secret"
 API_KEY = "sk-upstream-key-never-leaks"
 ENV = {"GW_SECRET": SECRET, "UPSTREAM_KEY": API_KEY}
 ORIGIN = "http://app.example"
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[Server]:
-    server = start_upstream()
-    yield server
-    server.stop()
 
 
 def gateway_args(upstream: Server, *extra: str) -> list[str]:

@@ -4,23 +4,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from gateway_client import send
-from servers import Server, start_gateway, start_upstream
+from servers import Server, start_gateway
 
 from signgate import Signer
 from signgate.gateway import ConfigError, GatewayConfig, UpstreamPrefix, load_toml
 from signgate.gateway.config import split_url
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[Server]:
-    server = start_upstream()
-    yield server
-    server.stop()
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -79,6 +71,7 @@ max_expires = 10
         ("[gateway]\nheader_timeout = 0\n", "gateway.header_timeout: must be a positive number"),
         ("[gateway]\nworkers = 2\n", "gateway.workers: unknown setting"),
         ("[server]\n", "unknown section(s) ['server']"),
+        ('[gateway]\nstore = "redis//:hunter2@host"\n', "'redis//***@host' is not a store"),
         ("not toml [", "not valid TOML"),
     ],
 )

@@ -22,7 +22,7 @@ import sw1_reference
 from leaks import ENV, KEY_ARGS, KEY_ID, SECRET, LeakWatch, RecordingSigner, authorization_digest
 from load import Resources
 from raw_http import Response, exchange, parse_responses, request_bytes
-from servers import HERE, Server, free_port, start_gateway, start_upstream
+from servers import HERE, Server, free_port, start_gateway
 
 from signgate import SignedRequest, scheme
 from signgate.gateway.config import split_url
@@ -35,13 +35,6 @@ CLIENT_TIMEOUT = 1.0
 @pytest.fixture(scope="module")
 def watch() -> LeakWatch:
     return LeakWatch()
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[Server]:
-    server = start_upstream()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")

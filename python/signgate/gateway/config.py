@@ -212,7 +212,9 @@ _LIMIT_SCOPES = ("key", "tenant", "user")
 
 def check_store(value: Any, where: str) -> str:
     if not isinstance(value, str) or not re.fullmatch(r"(redis|rediss|unix)://\S+|memory", value):
-        raise ConfigError(f"{where}: {value!r} is not a store; use 'memory' or a URL like redis://127.0.0.1:6379/0")
+        # A Redis URL may hold a password: show the value without what precedes an '@'.
+        shown = re.sub(r"//[^/@]*@", "//***@", value) if isinstance(value, str) else value
+        raise ConfigError(f"{where}: {shown!r} is not a store; use 'memory' or a URL like redis://127.0.0.1:6379/0")
     return value
 
 
