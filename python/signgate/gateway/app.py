@@ -24,12 +24,13 @@ from .. import extensions
 from ..errors import ExpiryTooLong, MalformedRequest, VerificationError
 from ..extensions import PolicyRules
 from ..verifier import SignedParams, VerifiedRequest, Verifier, parse_query
+from .client import UpstreamError, UpstreamPool, UpstreamTimeout
 from .config import GatewayConfig, KeyConfig, split_url
 from .metrics import Metrics
 from .policy import PolicyViolation, enforce
 from .store import Admission, MemoryStore, Nonce, RedisStore, Store, StoreUnavailable
 from .store import Scope as LimitScope
-from .upstream import ForbiddenAddress, check_literal, client_timeout, create_session
+from .upstream import ForbiddenAddress, check_literal
 from .usage import UsageRecord, UsageTap
 
 Scope = MutableMapping[str, Any]
@@ -88,7 +89,7 @@ _NOT_DOWNSTREAM = _HOP_BY_HOP | {
 }
 _EXPOSE = b"x-signgate-error, x-request-id, retry-after, content-type"
 # What uvicorn refuses to write (it raises mid-response): header names that are not tokens,
-# values with control characters. aiohttp's parser lets some of these through from an upstream.
+# values with control characters. llhttp's lenient corners may let some through from an upstream.
 _BAD_NAME = re.compile(rb'[\x00-\x1f\x7f()<>@,;:\\\[\]={} \t"]')
 _BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
@@ -164,8 +165,7 @@ class Gateway:
         self.metrics = Metrics()
         self._clock = clock
         self._verifier = Verifier(self._secrets, skew=config.skew, clock=clock)
-        self._session: aiohttp.ClientSession | None = None
-        self._timeout = client_timeout(config.connect_timeout, config.read_timeout)
+        self._pool: UpstreamPool | None = None
         self._origins = set(config.cors_origins)
         self._wildcard = "*" in self._origins
         self._no_allowlist = [k.id for k in config.keys.values() if not k.allow_upstreams]
@@ -205,9 +205,9 @@ class Gateway:
         """Close pooled upstream connections, the store and the usage webhook."""
         for task in list(self._background):
             task.cancel()
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
         if self._store is not None:
             await self._store.close()
             self._store = None
@@ -219,14 +219,14 @@ class Gateway:
             self._store = RedisStore(url) if url and url != "memory" else MemoryStore()
         return self._store
 
-    def _upstream_session(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = create_session(
+    def _upstream_pool(self) -> UpstreamPool:
+        if self._pool is None:
+            self._pool = UpstreamPool(
                 allow_private=self.config.allow_private_upstreams,
-                limit=self.config.max_streams,
                 connect_timeout=self.config.connect_timeout,
+                read_timeout=self.config.read_timeout,
             )
-        return self._session
+        return self._pool
 
     # -- one request ------------------------------------------------------------------------------
 
@@ -276,7 +276,7 @@ class Gateway:
             scopes = self._scopes(key, ext)
             admission = await self._admit(ext, scopes, ex)
             try:
-                await self._relay(scope, receive, send, ex, key, verified.forward_url, target[1], body, origin, tap)
+                await self._relay(scope, receive, send, ex, key, target, body, origin, tap)
             finally:
                 if admission is not None and admission.lease is not None:
                     await self._quietly(self.store.release(admission))
@@ -471,14 +471,14 @@ class Gateway:
         send: Send,
         ex: _Exchange,
         key: KeyConfig,
-        url: str,
-        host: str,
+        target: tuple[str, str, int, str],
         body: bytes,
         origin: str | None,
         tap: UsageTap | None = None,
     ) -> None:
-        session = self._upstream_session()
+        pool = self._upstream_pool()
         headers = self._upstream_headers(scope, key)
+        host = target[1]
         current = asyncio.current_task()
         assert current is not None
         state = {"gone": False, "finishing": False}
@@ -495,34 +495,32 @@ class Gateway:
         watcher.add_done_callback(on_message)
         self.metrics.in_flight += 1
         sent_at = time.perf_counter()
-        response: aiohttp.ClientResponse | None = None
+        response = None
         try:
             try:
-                response = await session.request(
-                    ex.method, url, headers=headers, data=body or None, allow_redirects=False, timeout=self._timeout
-                )
+                response = await pool.request(ex.method, *target, headers, body)
             except ForbiddenAddress:
                 raise Refusal(403, "upstream_not_allowed", "the upstream resolves to a non-public address") from None
-            except (aiohttp.ServerTimeoutError, TimeoutError):
+            except UpstreamTimeout:
                 raise Refusal(
                     504, "upstream_timeout", f"the upstream did not answer within its timeout ({host})"
                 ) from None
-            except (aiohttp.ClientError, OSError, ValueError):
+            except UpstreamError:
                 raise Refusal(502, "upstream_unreachable", f"could not reach the upstream ({host})") from None
             ex.ttfb = time.perf_counter() - sent_at
             self.metrics.upstream_ttfb.observe(ex.ttfb)
-            if not _relayable(response):
+            if not _relayable(response.status, response.headers):
                 raise Refusal(502, "upstream_unreachable", f"the upstream's answer is not valid HTTP ({host})")
             ex.status = response.status
             ex.code = "ok" if response.status < 400 else "upstream_status"
-            headers_out = self._downstream_headers(response, ex, origin, key)
+            headers_out = self._downstream_headers(response.headers, ex, origin, key)
             if tap is not None:
-                tap.start(response.headers.get("content-type", ""))
+                tap.start(_header(response.headers, b"content-type"))
                 if tap.strip_usage_chunk:  # the body may shrink: let the server frame it
                     headers_out = [(k, v) for k, v in headers_out if k.lower() != b"content-length"]
             await send({"type": "http.response.start", "status": response.status, "headers": headers_out})
             try:
-                async for chunk in response.content.iter_any():
+                while chunk := await response.read():
                     data = tap.feed(chunk) if tap is not None else chunk
                     if data:
                         ex.bytes_out += len(data)
@@ -530,15 +528,10 @@ class Gateway:
                 if tap is not None and (rest := tap.flush()):
                     ex.bytes_out += len(rest)
                     await send({"type": "http.response.body", "body": rest, "more_body": True})
-            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            except UpstreamError as exc:
                 # Return without finishing the response: the server then closes the connection
                 # without the final chunk, so the client sees a broken stream, not a clean end.
-                ex.code = (
-                    "upstream_timeout"
-                    if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError)
-                    else "upstream_broken"
-                )
-                response.close()
+                ex.code = "upstream_timeout" if isinstance(exc, UpstreamTimeout) else "upstream_broken"
                 return
             state["finishing"] = True
             await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -552,17 +545,13 @@ class Gateway:
             watcher.remove_done_callback(on_message)
             watcher.cancel()
             if response is not None:
-                response.close()  # after a complete read this is a no-op; mid-stream it drops the connection
+                response.release()  # to the pool after a complete body; mid-stream it drops the connection
             self.metrics.in_flight -= 1
 
     def _downstream_headers(
-        self, response: aiohttp.ClientResponse, ex: _Exchange, origin: str | None, key: KeyConfig | None
+        self, headers: list[tuple[bytes, bytes]], ex: _Exchange, origin: str | None, key: KeyConfig | None
     ) -> list[tuple[bytes, bytes]]:
-        out = [
-            (name, value)
-            for name, value in response.raw_headers
-            if name.lower().decode("latin-1") not in _NOT_DOWNSTREAM
-        ]
+        out = [(name, value) for name, value in headers if name.lower().decode("latin-1") not in _NOT_DOWNSTREAM]
         out.append((b"cache-control", b"no-store"))
         out.append((b"x-request-id", ex.request_id.encode()))
         out.extend(self._cors(origin, key))
@@ -684,13 +673,21 @@ class Gateway:
             access_logger.info(json.dumps(entry))
 
 
-def _relayable(response: aiohttp.ClientResponse) -> bool:
+def _relayable(status: int, headers: list[tuple[bytes, bytes]]) -> bool:
     """False for an answer that HTTP cannot carry on: a status outside 200..599 (a 101 would
     switch the client's connection to a protocol nobody speaks), or a header uvicorn would
     refuse to write after the response had begun."""
-    if not 200 <= response.status <= 599:
+    if not 200 <= status <= 599:
         return False
-    return not any(_BAD_NAME.search(name) or _BAD_VALUE.search(value) for name, value in response.raw_headers)
+    return not any(_BAD_NAME.search(name) or _BAD_VALUE.search(value) for name, value in headers)
+
+
+def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str:
+    """The first value of header ``name`` (lower case), or ""."""
+    for key, value in headers:
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return ""
 
 
 def create_app(config: GatewayConfig, *, clock: Callable[[], float] = time.time) -> Gateway:

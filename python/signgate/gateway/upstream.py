@@ -1,23 +1,18 @@
-"""The upstream client: one pooled aiohttp connector per process, and an address guard.
+"""The address guard: which upstream addresses the gateway may connect to.
 
-The guard sits in aiohttp's resolver, so the addresses aiohttp connects to are exactly the
-addresses that were checked (no second lookup an attacker's DNS could answer differently).
-IP literals never reach a resolver, so :func:`check_literal` checks them before the request.
+The upstream client (:mod:`.client`) resolves a name once, checks every address with
+:func:`is_public` and connects to a checked address, so there is no second lookup an attacker's
+DNS could answer differently. :func:`check_literal` refuses an IP literal before the request.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import socket
-from typing import Any
-
-import aiohttp
-from aiohttp.abc import AbstractResolver, ResolveResult
 
 
 class ForbiddenAddress(Exception):
-    """The upstream resolves to an address this gateway must not reach (not an OSError, so
-    aiohttp does not treat it as a connection failure and try the next address)."""
+    """The upstream resolves to an address this gateway must not reach (not an OSError, so it
+    is never taken for a connection failure and retried on the next address)."""
 
     def __init__(self, host: str, address: str) -> None:
         super().__init__(f"{host} resolves to {address}, a non-public address")
@@ -59,49 +54,3 @@ def check_literal(host: str) -> None:
         return
     if not is_public(host):
         raise ForbiddenAddress(host, host)
-
-
-class GuardedResolver(AbstractResolver):
-    """Resolves with the system resolver, then refuses if any address is not public."""
-
-    def __init__(self, allow_private: bool) -> None:
-        self._inner = aiohttp.ThreadedResolver()
-        self._allow_private = allow_private
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        results = await self._inner.resolve(host, port, family)
-        if not self._allow_private:
-            for result in results:
-                if not is_public(result["host"]):
-                    raise ForbiddenAddress(host, result["host"])
-        return results
-
-    async def close(self) -> None:
-        await self._inner.close()
-
-
-def create_session(*, allow_private: bool, limit: int, connect_timeout: float) -> aiohttp.ClientSession:
-    """The process-wide upstream session: pooled keep-alive connections, no redirects, no
-    decompression (bytes are relayed as they come), no cookies."""
-    connector = aiohttp.TCPConnector(
-        resolver=GuardedResolver(allow_private),
-        limit=limit,
-        limit_per_host=0,
-        ttl_dns_cache=10,
-        keepalive_timeout=30,
-        enable_cleanup_closed=False,
-    )
-    return aiohttp.ClientSession(
-        connector=connector,
-        auto_decompress=False,
-        cookie_jar=aiohttp.DummyCookieJar(),
-        skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
-        timeout=aiohttp.ClientTimeout(total=None, connect=connect_timeout),
-        read_bufsize=2**16,
-    )
-
-
-def client_timeout(connect: float, read: float) -> Any:
-    return aiohttp.ClientTimeout(total=None, connect=connect, sock_read=read)
