@@ -6,8 +6,10 @@ import http.client
 import json
 import signal
 import socket
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -337,6 +339,27 @@ def test_hang_up_before_the_upstream_answers_cancels_it(signer: Signer, upstream
     )
     sock.close()
     assert wait_for(lambda: 'code="client_disconnected"' in call("GET", gateway.url + "/metrics").body.decode())
+
+
+@pytest.mark.parametrize("http", ["h11", "httptools"])
+def test_embedded_under_stock_uvicorn_a_hang_up_still_cancels_the_upstream(http: str, upstream: Server) -> None:
+    """Without signgate serve's protocol to report the loss, a task waits for http.disconnect."""
+    port = free_port()
+    script = Path(__file__).with_name("embedded_gateway.py")
+    argv = [sys.executable, str(script), str(port), http, "--", *gateway_args(upstream)]
+    server = Server("embedded-gateway", argv, port, env=ENV).wait_healthy()
+    try:
+        before = upstream_stats(upstream)["streams_disconnected"]
+        req = Signer("test", SECRET, server.url).sign("GET", f"{upstream.url}/v1/sse?n=200&interval=0.05")
+        parts = urlsplit(req.url)
+        sock = socket.create_connection((parts.hostname, parts.port))
+        sock.sendall(f"GET /?{parts.query} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        assert b"data: " in read_until(sock, b"data: ")
+        sock.close()
+        assert wait_for(lambda: upstream_stats(upstream)["streams_disconnected"] == before + 1, timeout=5)
+        assert wait_for(lambda: 'code="client_disconnected"' in call("GET", server.url + "/metrics").body.decode())
+    finally:
+        server.stop()
 
 
 def test_at_capacity(upstream: Server) -> None:

@@ -28,6 +28,7 @@ from .client import UpstreamError, UpstreamPool, UpstreamTimeout
 from .config import GatewayConfig, KeyConfig, split_url
 from .metrics import Metrics
 from .policy import PolicyViolation, enforce
+from .protocol import CLIENT_LOST
 from .store import Admission, MemoryStore, Nonce, RedisStore, Store, StoreUnavailable
 from .store import Scope as LimitScope
 from .upstream import ForbiddenAddress, check_literal
@@ -483,16 +484,25 @@ class Gateway:
         assert current is not None
         state = {"gone": False, "finishing": False}
 
-        def on_message(done: asyncio.Future[Message]) -> None:
+        def on_lost() -> None:
             # Cancel the relay the moment the client hangs up, so the upstream stops generating.
-            if done.cancelled() or done.exception() is not None or state["finishing"]:
-                return
-            if done.result()["type"] == "http.disconnect":
+            if not state["finishing"]:
                 state["gone"] = True
                 current.cancel()
 
-        watcher: asyncio.Future[Message] = asyncio.ensure_future(receive())
-        watcher.add_done_callback(on_message)
+        def on_message(done: asyncio.Future[Message]) -> None:
+            if not done.cancelled() and done.exception() is None and done.result()["type"] == "http.disconnect":
+                on_lost()
+
+        # signgate serve's protocol calls on_lost itself; under another ASGI server a task waits in
+        # receive() for the disconnect message.
+        watch = (scope.get("extensions") or {}).get(CLIENT_LOST)
+        watcher: asyncio.Future[Message] | None = None
+        if watch is not None:
+            watch(on_lost)
+        else:
+            watcher = asyncio.ensure_future(receive())
+            watcher.add_done_callback(on_message)
         self.metrics.in_flight += 1
         sent_at = time.perf_counter()
         response = None
@@ -542,8 +552,11 @@ class Gateway:
             current.uncancel()
             ex.status, ex.code = 499, "client_disconnected"
         finally:
-            watcher.remove_done_callback(on_message)
-            watcher.cancel()
+            if watch is not None:
+                watch(None)
+            elif watcher is not None:
+                watcher.remove_done_callback(on_message)
+                watcher.cancel()
             if response is not None:
                 response.release()  # to the pool after a complete body; mid-stream it drops the connection
             self.metrics.in_flight -= 1

@@ -334,6 +334,7 @@ def run_serve(args: argparse.Namespace) -> int:
         "log_config": _logging_config(args.log_level, not args.no_access_log),
         "timeout_graceful_shutdown": config.shutdown_timeout,
         "server_header": False,
+        "proxy_headers": False,  # the gateway reads no client address; skip uvicorn's middleware
         "backlog": 4096,
     }
     keys = ", ".join(sorted(config.keys))

@@ -9,8 +9,9 @@ uses), with:
 - connections pooled per origin, most recently used first, closed after ``keepalive`` idle seconds;
 - the address guard at connect time: names are resolved once, every address is checked with
   :func:`~signgate.gateway.upstream.is_public`, and the connection goes to a checked address;
-- a connect timeout, and a read timeout that fires only when the upstream sends nothing for that
-  long (one timer per connection, re-armed once per timeout period rather than per chunk);
+- a connect timeout, and a read timeout that fires when the upstream sends nothing for that long
+  (one sweep over the waiting connections every quarter timeout, at most a second apart, instead
+  of a timer per connection re-armed on every chunk: a timeout fires up to a quarter late);
 - backpressure: reading from the upstream pauses while 64 KiB wait for a slow client;
 - no redirects, cookies, decompression or proxies, by design.
 """
@@ -53,7 +54,6 @@ class _Connection(asyncio.Protocol):
         "_buffered",
         "_chunked",
         "_pool",
-        "_timer",
         "_waiter",
         "closed",
         "done",
@@ -83,7 +83,6 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.reused = False
         self.idle_since = 0.0
-        self._timer: asyncio.TimerHandle | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._reset()
 
@@ -129,8 +128,8 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self._cancel_timer()
         self._pool._open.discard(self)
+        self._pool._waiting.discard(self)
         del self.parser  # it holds our bound methods: break the cycle so the memory goes at once
         if self.done or self.error is not None:
             return
@@ -167,7 +166,7 @@ class _Connection(asyncio.Protocol):
         if self.no_body:  # the answer to HEAD has no body whatever its headers say
             self.done = True
             self.keep_alive = False
-            self._cancel_timer()
+            self._pool._waiting.discard(self)
         self._wake()
 
     def on_body(self, body: bytes) -> None:
@@ -185,7 +184,7 @@ class _Connection(asyncio.Protocol):
             return  # an interim answer ended, or HEAD's answer was already taken as complete
         self.done = True
         self.keep_alive = self.parser.should_keep_alive()
-        self._cancel_timer()
+        self._pool._waiting.discard(self)
         self._wake()
 
     # -- used by the pool and the gateway -------------------------------------------------------------
@@ -198,7 +197,7 @@ class _Connection(asyncio.Protocol):
         self.transport.write(head + body if len(body) < 65536 else head)
         if len(body) >= 65536:
             self.transport.write(body)
-        self._arm_timer()
+        self._pool._wait_for(self)
 
     async def wait_head(self) -> None:
         while not self.head_done:
@@ -227,7 +226,6 @@ class _Connection(asyncio.Protocol):
 
     def release(self) -> None:
         """Return the connection to the pool after a complete response, or close it."""
-        self._cancel_timer()
         if self.done and self.keep_alive and self.error is None and not self.closed:
             self._pool._put_idle(self)
         else:
@@ -235,7 +233,7 @@ class _Connection(asyncio.Protocol):
 
     def abort(self) -> None:
         """Drop the connection at once (mid-stream this stops the upstream's work)."""
-        self._cancel_timer()
+        self._pool._waiting.discard(self)
         self.closed = True
         if self.transport is not None:
             self.transport.abort()
@@ -260,25 +258,9 @@ class _Connection(asyncio.Protocol):
         self.abort()
         self._wake()
 
-    def _arm_timer(self, delay: float | None = None) -> None:
-        timeout = self._pool.read_timeout
-        self._timer = asyncio.get_running_loop().call_later(timeout if delay is None else delay, self._on_timer)
-
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        if self.done or self.error is not None or self.closed:
-            return
-        idle = time.monotonic() - self.last_read
-        if self.paused or idle < self._pool.read_timeout:
-            # Still active (or waiting on our own slow client): look again when the period could end.
-            self._arm_timer(self._pool.read_timeout - idle if not self.paused else None)
-            return
-        self._fail(UpstreamTimeout(f"the upstream sent nothing for {self._pool.read_timeout:g} s"))
+    def _check_silence(self, now: float, timeout: float) -> None:
+        if not self.paused and now - self.last_read >= timeout:  # paused: waiting on our own client
+            self._fail(UpstreamTimeout(f"the upstream sent nothing for {timeout:g} s"))
 
 
 class UpstreamPool:
@@ -303,6 +285,8 @@ class UpstreamPool:
         self._idle: dict[tuple[str, str, int], deque[_Connection]] = {}
         self._dns: dict[tuple[str, int], tuple[float, list[tuple[int, str]]]] = {}
         self._open: set[_Connection] = set()
+        self._waiting: set[_Connection] = set()  # sent a request, response not complete
+        self._sweeper: asyncio.TimerHandle | None = None
 
     async def request(
         self,
@@ -342,6 +326,9 @@ class UpstreamPool:
         raise AssertionError("unreachable")
 
     async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         for conn in list(self._open):
             conn.abort()
         self._open.clear()
@@ -371,6 +358,23 @@ class UpstreamPool:
             lines.append(f"content-length: {len(body)}\r\n")
         lines.append("\r\n")
         return "".join(lines).encode("latin-1")
+
+    def _wait_for(self, conn: _Connection) -> None:
+        self._waiting.add(conn)
+        if self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().call_later(self._sweep_interval(), self._sweep)
+
+    def _sweep_interval(self) -> float:
+        return min(self.read_timeout / 4, 1.0)
+
+    def _sweep(self) -> None:
+        """Fail the connections whose upstream has been silent for the read timeout."""
+        self._sweeper = None
+        now = time.monotonic()
+        for conn in list(self._waiting):
+            conn._check_silence(now, self.read_timeout)
+        if self._waiting:
+            self._sweeper = asyncio.get_running_loop().call_later(self._sweep_interval(), self._sweep)
 
     def _take_idle(self, key: tuple[str, str, int]) -> _Connection | None:
         idle = self._idle.get(key)
