@@ -16,6 +16,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
+from functools import lru_cache
 from json.encoder import encode_basestring_ascii as _json_str
 from typing import Any
 
@@ -122,8 +123,11 @@ class _Extensions:
     @classmethod
     def from_verified(cls, verified: VerifiedRequest) -> _Extensions:
         bound = verified.bound_headers
-        if not any(name.startswith(extensions.PREFIX) for name in bound):
-            return cls()
+        for name in bound:
+            if name.startswith(extensions.PREFIX):
+                break
+        else:
+            return _NO_EXTENSIONS
         nonce = None
         if extensions.NONCE in bound:
             uses_text = bound.get(extensions.USES, "1")
@@ -140,6 +144,39 @@ class _Extensions:
             except ValueError as exc:
                 raise MalformedRequest(extensions.POLICY, str(exc)) from None
         return cls(nonce, bound.get(extensions.USER), bound.get(extensions.TENANT), policy)
+
+
+_NO_EXTENSIONS = _Extensions()  # most requests: shared, as it is frozen
+
+
+class _Deadline:
+    """``asyncio.timeout`` for the body read, with its semantics and a fifth of its cost on uvloop.
+
+    One ``call_later`` that cancels the task; on the way out a cancellation it caused becomes
+    TimeoutError, while one from elsewhere (shutdown) still propagates, as in asyncio.timeout.
+    """
+
+    __slots__ = ("_cancelling", "_expired", "_handle", "_task")
+
+    def __init__(self, seconds: float) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._task = task
+        self._cancelling = task.cancelling()
+        self._expired = False
+        self._handle = asyncio.get_running_loop().call_later(seconds, self._expire)
+
+    def _expire(self) -> None:
+        self._expired = True
+        self._task.cancel()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        self._handle.cancel()
+        if self._expired and self._task.uncancel() <= self._cancelling and exc_type is asyncio.CancelledError:
+            raise TimeoutError from exc
 
 
 @dataclass(slots=True)
@@ -318,7 +355,7 @@ class Gateway:
         chunks: list[bytes] = []
         size = 0
         try:
-            async with asyncio.timeout(self.config.client_timeout):
+            with _Deadline(self.config.client_timeout):
                 while True:
                     message = await receive()
                     if message["type"] == "http.disconnect":
@@ -452,11 +489,8 @@ class Gateway:
         if key.allow_upstreams and not any(prefix.allows(target) for prefix in key.allow_upstreams):
             allowed = ", ".join(str(p) for p in key.allow_upstreams)
             raise Refusal(403, "upstream_not_allowed", f"this key may only reach {allowed}")
-        if not self.config.allow_private_upstreams:
-            try:
-                check_literal(target[1])
-            except ForbiddenAddress:
-                raise Refusal(403, "upstream_not_allowed", "the upstream is not a public address") from None
+        if not self.config.allow_private_upstreams and _non_public_literal(target[1]):
+            raise Refusal(403, "upstream_not_allowed", "the upstream is not a public address")
         return target
 
     def _upstream_headers(self, scope: Scope, key: KeyConfig) -> list[tuple[str, str]]:
@@ -685,6 +719,23 @@ class Gateway:
                 return
             sink = access_logger.info
         sink(_access_line(ex))
+
+
+def _non_public_literal(host: str) -> bool:
+    """Whether check_literal refuses ``host``. Cached: upstream hosts repeat, and a name that is
+    not an IP literal costs two failed address parses, about 3 µs per request."""
+    return _non_public_literal_cached(host) if len(host) <= 255 else _refused_literal(host)
+
+
+def _refused_literal(host: str) -> bool:
+    try:
+        check_literal(host)
+    except ForbiddenAddress:
+        return True
+    return False
+
+
+_non_public_literal_cached = lru_cache(maxsize=1024)(_refused_literal)
 
 
 def _access_line(ex: _Exchange) -> str:
