@@ -26,7 +26,6 @@ from .. import extensions
 from ..errors import ExpiryTooLong, MalformedRequest, VerificationError
 from ..extensions import PolicyRules
 from ..verifier import SignedParams, VerifiedRequest, Verifier, parse_query
-from .accesslog import AccessLogWriter
 from .config import GatewayConfig, KeyConfig, split_url
 from .metrics import Metrics
 from .policy import PolicyViolation, enforce
@@ -249,7 +248,7 @@ class Gateway:
                 return
 
     async def aclose(self) -> None:
-        """Close pooled upstream connections, the store and the usage webhook."""
+        """Close pooled upstream connections, the store and the usage webhook; flush the access log."""
         for task in list(self._background):
             task.cancel()
         if self._session is not None:
@@ -258,8 +257,9 @@ class Gateway:
         if self._store is not None:
             await self._store.close()
             self._store = None
-        if isinstance(self._access_log, AccessLogWriter):
-            self._access_log.flush()
+        flush = getattr(self._access_log, "flush", None)
+        if flush is not None:  # a batching sink, such as signgate serve's AccessLogWriter
+            flush()
 
     @property
     def store(self) -> Store:
@@ -771,7 +771,8 @@ def create_app(
 ) -> Gateway:
     """The ASGI application factory: run it under any ASGI server, or mount it in your own app.
 
-    Access log lines go to the ``signgate.access`` logger at INFO, or to ``access_log`` when given
-    (a callable taking one JSON line without its newline, such as an :class:`AccessLogWriter`).
+    Access log lines go to the ``signgate.access`` logger at INFO, or to ``access_log`` when given:
+    a callable taking one JSON line without its newline; its ``flush()``, if it has one, is called
+    at shutdown (see ``signgate.gateway.accesslog.AccessLogWriter``).
     """
     return Gateway(config, clock=clock, access_log=access_log)
