@@ -113,4 +113,13 @@ def day_key(secret: str, short: str) -> bytes:
 
 def signature(secret: str, short: str, to_sign: str) -> str:
     """The lower-case hex HMAC-SHA256 of the string to sign under the day's key."""
-    return hmac.digest(day_key(secret, short), to_sign.encode(), "sha256").hex()
+    mac = _day_mac(secret, short).copy()
+    mac.update(to_sign.encode())
+    return mac.hexdigest()
+
+
+@lru_cache(maxsize=1024)
+def _day_mac(secret: str, short: str) -> hmac.HMAC:
+    """An HMAC under the day's key with its key blocks already hashed: a copy of it skips that
+    work, a third of the cost of a one-shot ``hmac.digest``. Never updated itself, only copied."""
+    return hmac.new(day_key(secret, short), digestmod="sha256")

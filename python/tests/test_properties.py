@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from signgate import SignedRequest, Signer, VerificationError, Verifier, scheme
+from signgate.verifier import _canonical_query, parse_query
 
 NOW = 1_700_000_000
 TOKEN_CHARS = string.ascii_letters + string.digits + "!#$%&'*+-.^_`|~"
@@ -77,6 +78,28 @@ def test_round_trip(
     assert verified.forward_url == scheme.normalize_upstream(upstream)
     assert verified.body == body
     assert verified.expires_at == NOW + expires
+
+
+@settings(max_examples=300)
+@given(
+    ids,
+    upstreams(),
+    headers(),
+    st.text(st.characters(blacklist_categories=("Cs",)), max_size=20),
+    st.booleans(),
+    st.integers(1, 2**32 - 1),
+)
+def test_the_verifier_canonical_query_is_the_scheme_one(
+    key_id: str, upstream: str, hdrs: dict[str, str], algorithm: str, with_body: bool, expires: int
+) -> None:
+    """The verifier builds the canonical query directly; it must be scheme.canonical_query's."""
+    req = Signer(key_id, "s", "https://gw.example", clock=lambda: NOW).sign(
+        "POST", upstream, headers=hdrs, body="{}" if with_body else None, expires_in=expires
+    )
+    query = req.url.split("?", 1)[1].replace("SW1-HMAC-SHA256", quote(algorithm, safe=""), 1)
+    params = parse_query(query)
+    assert params.algorithm == algorithm
+    assert _canonical_query(params) == scheme.canonical_query(params.pairs())
 
 
 def _params(req: SignedRequest) -> list[list[str]]:

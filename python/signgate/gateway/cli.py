@@ -12,6 +12,7 @@ from dataclasses import replace
 from typing import Any
 
 from ..cli import CommandError, parse_header, secret_from_env
+from .accesslog import AccessLogWriter
 from .config import (
     ConfigError,
     GatewayConfig,
@@ -241,17 +242,14 @@ def _key_from_flags(args: argparse.Namespace) -> KeyConfig | None:
     )
 
 
-def _logging_config(level: str, access: bool) -> dict[str, Any]:
+def _logging_config(level: str) -> dict[str, Any]:
+    """Errors and warnings to standard error. The access log bypasses logging: see _access_log."""
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {
-            "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
-            "json": {"format": "%(message)s"},
-        },
+        "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
         "handlers": {
             "stderr": {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stderr"},
-            "access": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"},
         },
         "loggers": {
             "uvicorn": {"handlers": ["stderr"], "level": level.upper(), "propagate": False},
@@ -259,13 +257,15 @@ def _logging_config(level: str, access: bool) -> dict[str, Any]:
             # uvicorn's access log prints the query string, which holds the signature: never enable it.
             "uvicorn.access": {"handlers": [], "level": "CRITICAL", "propagate": False},
             "signgate": {"handlers": ["stderr"], "level": level.upper(), "propagate": False},
-            "signgate.access": {
-                "handlers": ["access"] if access else [],
-                "level": "INFO" if access else "CRITICAL",
-                "propagate": False,
-            },
+            "signgate.access": {"handlers": [], "level": "CRITICAL", "propagate": False},
         },
     }
+
+
+def _access_log(args: argparse.Namespace) -> AccessLogWriter | None:
+    """The access log of a serving process: JSON lines on standard output, batched per loop
+    iteration, unless --no-access-log."""
+    return None if args.no_access_log else AccessLogWriter()
 
 
 def _parse_serve_argv(argv: list[str]) -> argparse.Namespace:
@@ -282,7 +282,7 @@ def worker_app() -> Any:
     args = _parse_serve_argv(json.loads(os.environ[_ARGV_ENV]))
     config = config_from_args(args)
     configure(config)  # this worker's protocol class: uvicorn builds it, so its limits are set here
-    app = create_app(config)
+    app = create_app(config, access_log=_access_log(args))
     _tune_gc()
     return app
 
@@ -331,7 +331,7 @@ def run_serve(args: argparse.Namespace) -> int:
         "http": configure(config),  # httptools with a deadline and a size cap for the request head
         "lifespan": "on",
         "access_log": False,
-        "log_config": _logging_config(args.log_level, not args.no_access_log),
+        "log_config": _logging_config(args.log_level),
         "timeout_graceful_shutdown": config.shutdown_timeout,
         "server_header": False,
         "proxy_headers": False,  # the gateway reads no client address; skip uvicorn's middleware
@@ -342,9 +342,14 @@ def run_serve(args: argparse.Namespace) -> int:
         f"signgate gateway on http://{args.host}:{args.port} (keys: {keys}; workers: {args.workers})", file=sys.stderr
     )
     if args.workers == 1:
-        app = create_app(config)
+        access_log = _access_log(args)
+        app = create_app(config, access_log=access_log)
         _tune_gc()
-        uvicorn.run(app, **options)
+        try:
+            uvicorn.run(app, **options)
+        finally:
+            if access_log is not None:
+                access_log.close()
     else:
         argv = sys.argv[sys.argv.index("serve") + 1 :] if "serve" in sys.argv else []
         os.environ[_ARGV_ENV] = json.dumps(argv)
