@@ -325,6 +325,8 @@ class Gateway:
             tap, body = UsageTap.for_request(body, self._wants_usage(key)) if body else (None, body)
             scopes = self._scopes(key, ext)
             admission = await self._admit(ext, scopes, ex)
+            # A stream may last minutes: keep only what the relay and the accounting need.
+            del headers, query, params, verified
             try:
                 await self._relay(scope, receive, send, ex, key, target, body, origin, tap)
             finally:
