@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import ssl
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
@@ -21,7 +22,7 @@ from typing import Any
 import pytest
 import uvloop
 
-from signgate.gateway.client import UpstreamError, UpstreamPool, UpstreamTimeout
+from signgate.gateway.client import UpstreamError, UpstreamPool, UpstreamTimeout, _Connection
 from signgate.gateway.upstream import ForbiddenAddress
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -161,6 +162,7 @@ async def test_a_chunked_body_cut_short_is_an_error() -> None:
         client = pool()
         response = await client.request("GET", "http", "127.0.0.1", upstream.port, "/", [], b"")
         assert await response.read() == b"hello"
+        assert not response.complete
         with pytest.raises(UpstreamError, match="before the response was complete"):
             await response.read()
         response.release()
@@ -199,6 +201,7 @@ async def test_interim_answers_are_skipped() -> None:
         assert response.status == 201
         assert response.headers == [(b"content-length", b"4")]
         assert await response.read() == b"done"
+        assert response.complete  # known without another read
         response.release()
         await client.close()
 
@@ -239,6 +242,40 @@ async def test_the_read_timeout_counts_silence_not_the_whole_stream() -> None:
         assert await fetch(client, upstream.port, path="/steady") == b"." * 8
         with pytest.raises(UpstreamTimeout, match=r"sent nothing for 0\.5 s"):
             await fetch(client, upstream.port, path="/stall")
+        await client.close()
+
+
+@on_uvloop
+async def test_a_failed_response_is_freed_without_the_cycle_collector() -> None:
+    """An upstream error must not tie the connection into a reference cycle: under load, cycles
+    kept whole requests alive until a full collection and grew the gateway by megabytes."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_head(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n1\r\n.\r\n")
+        await writer.drain()
+        await asyncio.sleep(30)
+
+    async with serve(handler) as upstream:
+        client = pool(read_timeout=0.2)
+        gc.collect()
+        gc.disable()
+        try:
+            for _ in range(3):
+                try:
+                    await fetch(client, upstream.port)
+                except UpstreamTimeout:
+                    pass
+                else:
+                    raise AssertionError("the stalled upstream did not time out")
+            await asyncio.sleep(0.05)  # let the aborted transports report their loss
+            gc.set_debug(gc.DEBUG_SAVEALL)
+            gc.collect()
+            assert not [o for o in gc.garbage if isinstance(o, _Connection)]
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+            gc.enable()
         await client.close()
 
 

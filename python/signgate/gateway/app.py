@@ -213,6 +213,8 @@ class Gateway:
         self._clock = clock
         self._verifier = Verifier(self._secrets, skew=config.skew, clock=clock)
         self._pool: UpstreamPool | None = None
+        # (key id, upstream URL) -> its checked target: a key's clients call the same few URLs.
+        self._targets: dict[tuple[str, str], tuple[str, str, int, str]] = {}
         self._origins = set(config.cors_origins)
         self._wildcard = "*" in self._origins
         self._no_allowlist = [k.id for k in config.keys.values() if not k.allow_upstreams]
@@ -485,6 +487,16 @@ class Gateway:
             self.metrics.store_errors += 1
 
     def _check_upstream(self, key: KeyConfig, url: str, ex: _Exchange) -> tuple[str, str, int, str]:
+        target = self._targets.get((key.id, url))
+        if target is None:
+            target = self._allowed_target(key, url, ex)
+            if len(self._targets) >= 1024:
+                self._targets.clear()
+            self._targets[(key.id, url)] = target
+        ex.upstream_host = target[1]
+        return target
+
+    def _allowed_target(self, key: KeyConfig, url: str, ex: _Exchange) -> tuple[str, str, int, str]:
         target = split_url(url)
         if target is None:
             raise Refusal(403, "upstream_not_allowed", "upstream URLs with a user name or password are not allowed")
@@ -577,13 +589,20 @@ class Gateway:
                 if tap.strip_usage_chunk:  # the body may shrink: let the server frame it
                     headers_out = [(k, v) for k, v in headers_out if k.lower() != b"content-length"]
             await send({"type": "http.response.start", "status": response.status, "headers": headers_out})
+            last = False
             try:
-                while chunk := await response.read():
+                while not last and (chunk := await response.read()):
                     data = tap.feed(chunk) if tap is not None else chunk
-                    if data:
+                    # The body's last bytes end the response in the same message (for a small
+                    # answer, one send and one write fewer).
+                    last = response.complete
+                    if last and tap is not None:
+                        data += tap.flush()
+                    if data or last:
                         ex.bytes_out += len(data)
-                        await send({"type": "http.response.body", "body": data, "more_body": True})
-                if tap is not None and (rest := tap.flush()):
+                        state["finishing"] = last
+                        await send({"type": "http.response.body", "body": data, "more_body": not last})
+                if not last and tap is not None and (rest := tap.flush()):
                     ex.bytes_out += len(rest)
                     await send({"type": "http.response.body", "body": rest, "more_body": True})
             except UpstreamError as exc:
@@ -591,8 +610,9 @@ class Gateway:
                 # without the final chunk, so the client sees a broken stream, not a clean end.
                 ex.code = "upstream_timeout" if isinstance(exc, UpstreamTimeout) else "upstream_broken"
                 return
-            state["finishing"] = True
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            if not last:
+                state["finishing"] = True
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
             self.metrics.upstream_duration.observe(time.perf_counter() - sent_at)
         except asyncio.CancelledError:
             if not state["gone"]:
@@ -764,7 +784,11 @@ def _relayable(status: int, headers: list[tuple[bytes, bytes]]) -> bool:
     refuse to write after the response had begun."""
     if not 200 <= status <= 599:
         return False
-    return not any(_BAD_NAME.search(name) or _BAD_VALUE.search(value) for name, value in headers)
+    # One search over all names and one over all values (a tab is allowed in values).
+    return not (
+        _BAD_NAME.search(b"".join(name for name, _ in headers))
+        or _BAD_VALUE.search(b"\t".join(value for _, value in headers))
+    )
 
 
 def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str:

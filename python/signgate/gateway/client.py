@@ -199,10 +199,15 @@ class _Connection(asyncio.Protocol):
             self.transport.write(body)
         self._pool._wait_for(self)
 
+    @property
+    def complete(self) -> bool:
+        """The body has been read to its end: the next read() returns b""."""
+        return self.done and not self._buffer and self.error is None
+
     async def wait_head(self) -> None:
         while not self.head_done:
             if self.error is not None:
-                raise self.error
+                raise self._error_copy()
             await self._wait()
 
     async def read(self) -> bytes:
@@ -219,7 +224,7 @@ class _Connection(asyncio.Protocol):
                     self.transport.resume_reading()
                 return data
             if self.error is not None:
-                raise self.error
+                raise self._error_copy()
             if self.done:
                 return b""
             await self._wait()
@@ -246,6 +251,12 @@ class _Connection(asyncio.Protocol):
             await waiter
         finally:
             self._waiter = None
+
+    def _error_copy(self) -> UpstreamError:
+        # A fresh exception each time: the stored one, once raised, would hold a traceback whose
+        # frames hold this connection, a cycle that keeps the whole request alive until a full gc.
+        assert self.error is not None
+        return type(self.error)(*self.error.args)
 
     def _wake(self) -> None:
         waiter = self._waiter
