@@ -329,6 +329,8 @@ async def test_unreachable_and_bad_requests_are_upstream_errors() -> None:
         await client.request("GET", "http", "no-such-host.invalid", 80, "/", [], b"")
     with pytest.raises(UpstreamError, match="line break"):
         await client.request("GET", "http", "127.0.0.1", 9, "/", [("x-a", "1\r\nx-b: 2")], b"")
+    with pytest.raises(UpstreamError, match="outside Latin-1"):
+        await client.request("GET", "http", "127.0.0.1", 9, "/", [("x-a", "\u2603")], b"")
     with pytest.raises(UpstreamError, match="whitespace"):
         await client.request("GET", "http", "127.0.0.1", 9, "/a b", [], b"")
     await client.close()

@@ -368,7 +368,10 @@ class UpstreamPool:
         if body or method in _BODY_METHODS:
             lines.append(f"content-length: {len(body)}\r\n")
         lines.append("\r\n")
-        return "".join(lines).encode("latin-1")
+        try:
+            return "".join(lines).encode("latin-1")
+        except UnicodeEncodeError:
+            raise UpstreamError("a request header holds a character outside Latin-1") from None
 
     def _wait_for(self, conn: _Connection) -> None:
         self._waiting.add(conn)
@@ -396,9 +399,10 @@ class UpstreamPool:
             idle.popleft().abort()  # oldest first: closed by the upstream, or idle too long
         while idle:
             conn = idle.pop()
-            if not conn.closed:
+            if not conn.closed and conn.transport is not None and not conn.transport.is_closing():
                 conn.reused = True
                 return conn
+            conn.abort()
         return None
 
     def _put_idle(self, conn: _Connection) -> None:
