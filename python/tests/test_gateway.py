@@ -315,7 +315,9 @@ def read_until(sock: socket.socket, needle: bytes) -> bytes:
     return data
 
 
-def test_client_hang_up_closes_the_upstream_stream(signer: Signer, upstream: Server) -> None:
+def hang_up_mid_stream(signer: Signer, upstream: Server) -> None:
+    """Open a 10 s stream through the gateway, hang up after its first event, and check that the
+    upstream saw its connection close within 5 s."""
     before = upstream_stats(upstream)["streams_disconnected"]
     req = signer.sign("GET", f"{upstream.url}/v1/sse?n=200&interval=0.05")
     parts = urlsplit(req.url)
@@ -324,6 +326,10 @@ def test_client_hang_up_closes_the_upstream_stream(signer: Signer, upstream: Ser
     assert b"data: " in read_until(sock, b"data: ")
     sock.close()
     assert wait_for(lambda: upstream_stats(upstream)["streams_disconnected"] == before + 1, timeout=5)
+
+
+def test_client_hang_up_closes_the_upstream_stream(signer: Signer, upstream: Server) -> None:
+    hang_up_mid_stream(signer, upstream)
 
 
 def test_hang_up_before_the_upstream_answers_cancels_it(signer: Signer, upstream: Server, gateway: Server) -> None:
@@ -349,14 +355,7 @@ def test_embedded_under_stock_uvicorn_a_hang_up_still_cancels_the_upstream(http:
     argv = [sys.executable, str(script), str(port), http, "--", *gateway_args(upstream)]
     server = Server("embedded-gateway", argv, port, env=ENV).wait_healthy()
     try:
-        before = upstream_stats(upstream)["streams_disconnected"]
-        req = Signer("test", SECRET, server.url).sign("GET", f"{upstream.url}/v1/sse?n=200&interval=0.05")
-        parts = urlsplit(req.url)
-        sock = socket.create_connection((parts.hostname, parts.port))
-        sock.sendall(f"GET /?{parts.query} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-        assert b"data: " in read_until(sock, b"data: ")
-        sock.close()
-        assert wait_for(lambda: upstream_stats(upstream)["streams_disconnected"] == before + 1, timeout=5)
+        hang_up_mid_stream(Signer("test", SECRET, server.url), upstream)
         assert wait_for(lambda: 'code="client_disconnected"' in call("GET", server.url + "/metrics").body.decode())
     finally:
         server.stop()
