@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import socket
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -320,3 +321,34 @@ def test_memory_store_forgets_expired_entries() -> None:
 
     store = asyncio.run(run())
     assert store.size() < 1100  # ~1024 requests since the last sweep, not 5000 nonces and 84 windows
+
+
+def test_a_client_gone_while_its_request_is_admitted_never_reaches_the_upstream(
+    upstream: Server, redis: Server
+) -> None:
+    """The hang-up happens while the gateway waits on the store: the upstream must not be called."""
+    gateway = gateways(upstream, 1, "--limit", "key.requests_per_minute=1000", "--store", redis_url(redis, 7))[0]
+    try:
+        req = signer(gateway).sign("GET", f"{upstream.url}/v1/sse?n=5&interval=0.05")
+        before = call("GET", upstream.url + "/stats").json()["requests"]
+        with socket.create_connection(("127.0.0.1", redis.port)) as control:
+            # Every store call now waits 0.7 s (the gateway's store timeout is 1 s).
+            control.sendall(b"CLIENT PAUSE 700 ALL\r\n")
+            assert control.recv(64).startswith(b"+OK")
+            query = req.url.split("?", 1)[1]
+            with socket.create_connection(("127.0.0.1", gateway.port)) as client:
+                client.sendall(f"GET /?{query} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+                time.sleep(0.3)  # the request is verified and waits for its admission
+        metrics = lambda: call("GET", gateway.url + "/metrics").body.decode()  # noqa: E731
+        deadline = time.monotonic() + 10
+        while 'code="client_disconnected"' not in metrics() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert 'code="client_disconnected"' in metrics()
+        time.sleep(0.3)
+        assert call("GET", upstream.url + "/stats").json()["requests"] == before
+    finally:
+        stop([gateway])
+
+
+def redis_url(redis: Server, db: int) -> str:
+    return f"redis://127.0.0.1:{redis.port}/{db}"

@@ -559,7 +559,9 @@ class Gateway:
         watch = (scope.get("extensions") or {}).get(CLIENT_LOST)
         watcher: asyncio.Future[Message] | None = None
         if watch is not None:
-            watch(on_lost)
+            if watch(on_lost):  # gone while the request was verified or admitted: nothing is sent
+                ex.status, ex.code = 499, "client_disconnected"
+                return
         else:
             watcher = asyncio.ensure_future(receive())
             watcher.add_done_callback(on_message)

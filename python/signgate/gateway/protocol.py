@@ -16,8 +16,9 @@ uvicorn builds the protocol itself (and, with several workers, in each worker pr
 
 It also tells the application the moment the client's connection is lost, through the scope
 extension ``signgate.client_lost`` (:data:`CLIENT_LOST`): a function that registers a callback
-(or ``None`` to drop it). Under a bare ASGI server the gateway must keep a task waiting in
-``receive()`` for ``http.disconnect`` on every stream; this costs nothing until the loss.
+(or ``None`` to drop it) and returns True, keeping nothing, if the connection is already lost.
+Under a bare ASGI server the gateway must keep a task waiting in ``receive()`` for
+``http.disconnect`` on every stream; this costs nothing until the loss.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 
     # Slots, not the instance dict: uvicorn's own attributes fill it close to the 30 keys CPython
     # shares between instances, and six more made every connection's dict its own (1.3 KB more).
-    __slots__ = ("_head_bytes", "_head_started", "_head_timer", "_heads_done", "_in_head", "_on_lost")
+    __slots__ = ("_head_bytes", "_head_started", "_head_timer", "_heads_done", "_in_head", "_lost", "_on_lost")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -77,6 +78,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._heads_done = 0
         self._on_lost: Callable[[], None] | None = None  # the running request's callback, if it set one
+        self._lost = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -85,6 +87,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_timer()
         super().connection_lost(exc)
+        self._lost = True
         on_lost, self._on_lost = self._on_lost, None
         if on_lost is not None:
             on_lost()
@@ -130,10 +133,14 @@ class GatewayHttpProtocol(HttpToolsProtocol):
     def send_400_response(self, msg: str) -> None:
         self._refuse(b"400 Bad Request", "malformed", "the request is not valid HTTP/1.1")
 
-    def _watch_lost(self, callback: Callable[[], None] | None) -> None:
+    def _watch_lost(self, callback: Callable[[], None] | None) -> bool:
         # Requests on one connection run one at a time (pipelined ones wait their turn), and each
-        # drops its callback when it ends, so one slot is enough.
+        # drops its callback when it ends, so one slot is enough. A client that left before the
+        # request asked (while it was verified or admitted) is reported by the return value.
+        if callback is not None and self._lost:
+            return True
         self._on_lost = callback
+        return False
 
     # -- the deadline ----------------------------------------------------------------------------
 
