@@ -48,23 +48,25 @@ async def record(request: web.Request) -> web.Response:
 
 
 async def sse(request: web.Request) -> web.StreamResponse:
-    """n events, interval seconds apart; records when each was sent under ?id=."""
+    """n events, interval seconds apart, each padded with ?pad= bytes; records when each was sent
+    under ?id=."""
     stats["requests"] += 1
     stats["streams_started"] += 1
     n = int(request.query.get("n", "5"))
     interval = float(request.query.get("interval", "0.01"))
     stream_id = request.query.get("id", "")
+    padding = "x" * int(request.query.get("pad", "0"))
     times = sent_at.setdefault(stream_id, [])
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
     await response.prepare(request)
     try:
         for i in range(n):
-            await response.write(f"data: {json.dumps({'i': i})}\n\n".encode())
+            await response.write(f"data: {json.dumps({'i': i, 'pad': padding} if padding else {'i': i})}\n\n".encode())
             times.append(time.time())
             await asyncio.sleep(interval)
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
-    except (ConnectionResetError, asyncio.CancelledError):
+    except (ConnectionError, asyncio.CancelledError):  # a blocked drain raises a plain ConnectionError
         stats["streams_disconnected"] += 1
         raise
     stats["streams_completed"] += 1
@@ -148,7 +150,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
             await response.write(f"data: {json.dumps({**base, 'choices': [], 'usage': usage})}\n\n".encode())
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
-    except (ConnectionResetError, asyncio.CancelledError):
+    except (ConnectionError, asyncio.CancelledError):  # a blocked drain raises a plain ConnectionError
         stats["streams_disconnected"] += 1
         raise
     stats["streams_completed"] += 1

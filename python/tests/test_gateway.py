@@ -361,6 +361,26 @@ def test_embedded_under_stock_uvicorn_a_hang_up_still_cancels_the_upstream(http:
         server.stop()
 
 
+def test_a_client_that_stops_reading_is_dropped_after_the_client_timeout(upstream: Server) -> None:
+    """Megabytes of events to a client that reads only the head: once the gateway cannot write for
+    --client-timeout, it drops the connection and the upstream call with it."""
+    server = start_gateway(*gateway_args(upstream, "--client-timeout", "1"), env=ENV)
+    try:
+        before = upstream_stats(upstream)["streams_disconnected"]
+        req = Signer("test", SECRET, server.url).sign("GET", f"{upstream.url}/v1/sse?n=2000&interval=0&pad=32768")
+        parts = urlsplit(req.url)
+        sock = socket.create_connection((parts.hostname, parts.port))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        sock.sendall(f"GET /?{parts.query} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        assert read_until(sock, b"\r\n\r\n").startswith(b"HTTP/1.1 200")
+        # ... and read nothing more.
+        assert wait_for(lambda: upstream_stats(upstream)["streams_disconnected"] == before + 1, timeout=20)
+        assert "read nothing for 1 s" in server.output()
+        sock.close()
+    finally:
+        server.stop()
+
+
 def test_at_capacity(upstream: Server) -> None:
     server = start_gateway(*gateway_args(upstream, "--max-streams", "1"), env=ENV)
     try:

@@ -143,7 +143,11 @@ def add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="longest upstream silence, before headers or between chunks (default: 300)",
     )
     lim.add_argument(
-        "--client-timeout", type=float, metavar="SECONDS", help="time to receive a request body (default: 30)"
+        "--client-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="time to receive a request body, and longest time a response may wait for its client to read "
+        "(default: 30)",
     )
     lim.add_argument(
         "--header-timeout",

@@ -9,9 +9,12 @@ requests that are not HTTP with the gateway's JSON error instead of uvicorn's pl
   or of the previous response ending; otherwise the connection is closed (with a 408 if part of
   a head had arrived);
 - a head that grows past ``max_head_bytes`` is answered 431 and the connection closed, without
-  waiting for its end.
+  waiting for its end;
+- a response that cannot be written for ``write_timeout`` seconds (the client reads nothing, so
+  its socket and the gateway's buffer stay full) drops the connection: otherwise a client that
+  stops reading holds its stream, its upstream call and two descriptors until the upstream ends.
 
-Both are class attributes, set once per process by :func:`configure` before serving, because
+All three are class attributes, set once per process by :func:`configure` before serving, because
 uvicorn builds the protocol itself (and, with several workers, in each worker process).
 
 It also tells the application the moment the client's connection is lost, through the scope
@@ -65,10 +68,20 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 
     header_timeout: ClassVar[float] = 10.0
     max_head_bytes: ClassVar[int] = 16 * 1024 + HEAD_ALLOWANCE
+    write_timeout: ClassVar[float] = 30.0
 
     # Slots, not the instance dict: uvicorn's own attributes fill it close to the 30 keys CPython
     # shares between instances, and six more made every connection's dict its own (1.3 KB more).
-    __slots__ = ("_head_bytes", "_head_started", "_head_timer", "_heads_done", "_in_head", "_lost", "_on_lost")
+    __slots__ = (
+        "_head_bytes",
+        "_head_started",
+        "_head_timer",
+        "_heads_done",
+        "_in_head",
+        "_lost",
+        "_on_lost",
+        "_write_timer",
+    )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -79,6 +92,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._heads_done = 0
         self._on_lost: Callable[[], None] | None = None  # the running request's callback, if it set one
         self._lost = False
+        self._write_timer: asyncio.TimerHandle | None = None  # armed while writing is paused
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -86,6 +100,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_timer()
+        self._cancel_write_timer()
         super().connection_lost(exc)
         self._lost = True
         on_lost, self._on_lost = self._on_lost, None
@@ -129,6 +144,25 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         super().on_response_complete()
         if not waiting and not self.transport.is_closing():
             self._arm_head_timer()
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._write_timer is None:
+            self._write_timer = self.loop.call_later(self.write_timeout, self._write_timed_out)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._cancel_write_timer()
+
+    def _cancel_write_timer(self) -> None:
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
+
+    def _write_timed_out(self) -> None:
+        self._write_timer = None
+        logger.info("dropped a connection whose client read nothing for %g s", self.write_timeout)
+        self.transport.abort()  # close() would wait for the client to read what is buffered
 
     def send_400_response(self, msg: str) -> None:
         self._refuse(b"400 Bad Request", "malformed", "the request is not valid HTTP/1.1")
@@ -176,4 +210,5 @@ def configure(config: GatewayConfig) -> type[GatewayHttpProtocol]:
     """Set this process's head limits from ``config``; returns the class to give uvicorn as ``http``."""
     GatewayHttpProtocol.header_timeout = config.header_timeout
     GatewayHttpProtocol.max_head_bytes = config.max_header_bytes + HEAD_ALLOWANCE
+    GatewayHttpProtocol.write_timeout = config.client_timeout
     return GatewayHttpProtocol
