@@ -137,6 +137,26 @@ async def test_an_idle_connection_closed_by_the_upstream_is_retried_for_get_only
 
 
 @on_uvloop
+async def test_a_reused_connection_that_times_out_is_not_retried() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_head(reader, box[0])
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        await writer.drain()
+        await read_head(reader, box[0])
+        await asyncio.sleep(30)  # a slow upstream, not a closed one
+
+    box: list[Upstream] = []
+    async with serve(handler) as upstream:
+        box.append(upstream)
+        client = pool(read_timeout=0.3)
+        assert await fetch(client, upstream.port) == b"ok"
+        with pytest.raises(UpstreamTimeout):
+            await fetch(client, upstream.port)
+        await client.close()
+    assert len(upstream.requests) == 2  # the timed-out GET was sent once
+
+
+@on_uvloop
 async def test_a_body_delimited_by_the_connection_end_is_complete() -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_head(reader)

@@ -326,11 +326,13 @@ class UpstreamPool:
             conn.send(head, body, no_body)
             try:
                 await conn.wait_head()
-            except UpstreamError:
+            except UpstreamError as exc:
                 conn.abort()
                 # A kept-alive connection the upstream closed as we reused it: nothing was
-                # answered, so an idempotent request may go again on a fresh connection.
-                if attempt == 0 and conn.reused and conn.received == 0 and method in _IDEMPOTENT:
+                # answered, so an idempotent request may go again on a fresh connection. (Not
+                # after a timeout: the upstream may simply be slow, and waiting twice helps no one.)
+                retry = conn.reused and conn.received == 0 and not isinstance(exc, UpstreamTimeout)
+                if attempt == 0 and retry and method in _IDEMPOTENT:
                     continue
                 raise
             except BaseException:
