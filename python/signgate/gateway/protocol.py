@@ -64,14 +64,15 @@ def _error_response(status: bytes, code: str, message: str) -> bytes:
 
 
 class GatewayHttpProtocol(HttpToolsProtocol):
-    """HttpToolsProtocol with a request-head deadline and size cap (see the module docstring)."""
+    """HttpToolsProtocol with deadlines for the request head and for writing, a head size cap, and
+    the lost-connection hook (see the module docstring)."""
 
     header_timeout: ClassVar[float] = 10.0
     max_head_bytes: ClassVar[int] = 16 * 1024 + HEAD_ALLOWANCE
     write_timeout: ClassVar[float] = 30.0
 
     # Slots, not the instance dict: uvicorn's own attributes fill it close to the 30 keys CPython
-    # shares between instances, and six more made every connection's dict its own (1.3 KB more).
+    # shares between instances, and ours on top made every connection's dict its own (1.3 KB more).
     __slots__ = (
         "_head_bytes",
         "_head_started",
