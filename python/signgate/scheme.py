@@ -77,6 +77,17 @@ def canonical_query(pairs: Iterable[tuple[str, str]]) -> str:
     return "&".join(f"{enc(k)}={enc(v)}" for k, v in sorted(pairs))
 
 
+def sw1_query(algorithm: str, body: str, credential: str, date: str, expires: int, proxy: str, names: str) -> str:
+    """``canonical_query`` of the seven ``X-Sw-*`` parameters other than the signature, from
+    values already encoded with :func:`enc` (``date``, ``expires`` and the ``true``/``false`` body
+    flag need none). Built directly: the names are distinct, so sorting the pairs sorts by name,
+    Algorithm < Body < Credential < Date < Expires < Proxy < SignedHeaders."""
+    return (
+        f"X-Sw-Algorithm={algorithm}&X-Sw-Body={body}&X-Sw-Credential={credential}"
+        f"&X-Sw-Date={date}&X-Sw-Expires={expires}&X-Sw-Proxy={proxy}&X-Sw-SignedHeaders={names}"
+    )
+
+
 def canonical_headers(headers: Iterable[tuple[str, str]]) -> str:
     """``name:value`` lines for the bound headers: lower-case names, trimmed values, sorted."""
     return "\n".join(sorted(f"{k.lower()}:{v.strip()}" for k, v in headers))

@@ -225,12 +225,7 @@ class Signer:
         proxy_enc = scheme.enc(proxy)
         names = scheme.enc(";".join(bound))
         body_flag = "false" if text is None else "true"
-        # The seven pairs are already encoded with enc, so sorting them by name (all distinct)
-        # gives the canonical query directly: Algorithm < Body < Credential < Date < ...
-        query = (
-            f"X-Sw-Algorithm={scheme.ALGORITHM}&X-Sw-Body={body_flag}&X-Sw-Credential={credential}"
-            f"&X-Sw-Date={long}&X-Sw-Expires={expires}&X-Sw-Proxy={proxy_enc}&X-Sw-SignedHeaders={names}"
-        )
+        query = scheme.sw1_query(scheme.ALGORITHM, body_flag, credential, long, expires, proxy_enc, names)
         canonical = scheme.canonical_request(
             method,
             query,

@@ -329,16 +329,15 @@ class Verifier:
 
 
 def _canonical_query(params: SignedParams) -> str:
-    """``scheme.canonical_query(params.pairs())``, built directly as the signer builds it.
-
-    The seven names are distinct, so sorting the pairs sorts by name: Algorithm < Body <
-    Credential < Date < Expires < Proxy < SignedHeaders. The date (checked against ``_DATE``),
-    the expiry (digits) and the body flag need no encoding.
-    """
-    return (
-        f"X-Sw-Algorithm={scheme.enc(params.algorithm)}&X-Sw-Body={'true' if params.body_bound else 'false'}"
-        f"&X-Sw-Credential={scheme.enc(params.credential)}&X-Sw-Date={params.date}&X-Sw-Expires={params.expires}"
-        f"&X-Sw-Proxy={scheme.enc(params.proxy)}&X-Sw-SignedHeaders={scheme.enc(';'.join(params.signed_headers))}"
+    """``scheme.canonical_query(params.pairs())``, built directly as the signer builds it."""
+    return scheme.sw1_query(
+        scheme.enc(params.algorithm),
+        "true" if params.body_bound else "false",
+        scheme.enc(params.credential),
+        params.date,  # checked against _DATE: nothing to encode
+        params.expires,
+        scheme.enc(params.proxy),
+        scheme.enc(";".join(params.signed_headers)),
     )
 
 
