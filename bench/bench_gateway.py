@@ -365,35 +365,33 @@ class Plan:
 
 
 Targets = dict[str, tuple[str, Callable[[], list[int]]]]
+Runs = dict[str, list[dict[str, float]]]  # per target, one wrk result per run
 
 
-def small_requests(plan: Plan, targets: Targets) -> dict[str, list[dict[str, float]]]:
-    """wrk -c 64 against each target in turn, every run, so drift touches them all alike."""
-    results: dict[str, list[dict[str, float]]] = {name: [] for name in targets}
+def wrk_runs(plan: Plan, targets: Targets, label: str, connections: int, seconds: float) -> Runs:
+    """wrk against each target in turn, every run, so drift touches them all alike."""
+    results: Runs = {name: [] for name in targets}
+    for run in range(plan.runs):
+        for name, (url, pids) in targets.items():
+            progress(f"  {label}, run {run + 1}/{plan.runs}: {name}")
+            plan.settle()
+            with Window(pids()) as window:
+                result = wrk(url, connections, seconds)
+            results[name].append(result | window.stats())
+    return results
+
+
+def small_requests(plan: Plan, targets: Targets) -> Runs:
+    """wrk -c 64 against each target, after a warm-up of each."""
     for name, (url, _) in targets.items():
         progress(f"  warm-up: {name}")
         wrk(url, 64, 1)
-    for run in range(plan.runs):
-        for name, (url, pids) in targets.items():
-            progress(f"  small requests, run {run + 1}/{plan.runs}: {name}")
-            plan.settle()
-            with Window(pids()) as window:
-                result = wrk(url, 64, plan.wrk_s)
-            results[name].append(result | window.stats())
-    return results
+    return wrk_runs(plan, targets, "small requests", 64, plan.wrk_s)
 
 
-def added_latency(plan: Plan, targets: Targets) -> dict[str, list[dict[str, float]]]:
+def added_latency(plan: Plan, targets: Targets) -> Runs:
     """One connection, one request at a time: the median is what a proxy adds to each call."""
-    results: dict[str, list[dict[str, float]]] = {name: [] for name in targets}
-    for run in range(plan.runs):
-        for name, (url, pids) in targets.items():
-            progress(f"  one request at a time, run {run + 1}/{plan.runs}: {name}")
-            plan.settle()
-            with Window(pids()) as window:
-                result = wrk(url, 1, plan.latency_s)
-            results[name].append(result | window.stats())
-    return results
+    return wrk_runs(plan, targets, "one request at a time", 1, plan.latency_s)
 
 
 def stream_run(proxy: Proc, sse_port: int, n: int) -> dict[str, Any]:
@@ -485,8 +483,8 @@ def verdict(ok: bool) -> str:
 def report(
     plan: Plan,
     command: str,
-    small: dict[str, list[dict[str, float]]],
-    latency: dict[str, list[dict[str, float]]],
+    small: Runs,
+    latency: Runs,
     stream: dict[tuple[int, str], list[dict[str, Any]]],
 ) -> str:
     out = [

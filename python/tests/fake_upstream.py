@@ -8,10 +8,12 @@ streams whose client (the gateway) hung up, at ``GET /stats``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import sys
 import time
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 
@@ -51,25 +53,16 @@ async def sse(request: web.Request) -> web.StreamResponse:
     """n events, interval seconds apart, each padded with ?pad= bytes; records when each was sent
     under ?id=."""
     stats["requests"] += 1
-    stats["streams_started"] += 1
     n = int(request.query.get("n", "5"))
     interval = float(request.query.get("interval", "0.01"))
     stream_id = request.query.get("id", "")
     padding = "x" * int(request.query.get("pad", "0"))
     times = sent_at.setdefault(stream_id, [])
-    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-    await response.prepare(request)
-    try:
+    async with counted_stream(request) as response:
         for i in range(n):
             await response.write(f"data: {json.dumps({'i': i, 'pad': padding} if padding else {'i': i})}\n\n".encode())
             times.append(time.time())
             await asyncio.sleep(interval)
-        await response.write(b"data: [DONE]\n\n")
-        await response.write_eof()
-    except (ConnectionError, asyncio.CancelledError):  # a blocked drain raises a plain ConnectionError
-        stats["streams_disconnected"] += 1
-        raise
-    stats["streams_completed"] += 1
     return response
 
 
@@ -120,6 +113,22 @@ async def status(request: web.Request) -> web.Response:
 last_chat: dict[str, object] = {}
 
 
+@contextlib.asynccontextmanager
+async def counted_stream(request: web.Request) -> AsyncIterator[web.StreamResponse]:
+    """An SSE response that ends with ``data: [DONE]``; counts it started, completed or cut off."""
+    stats["streams_started"] += 1
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await response.prepare(request)
+    try:
+        yield response
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+    except (ConnectionError, asyncio.CancelledError):  # a blocked drain raises a plain ConnectionError
+        stats["streams_disconnected"] += 1
+        raise
+    stats["streams_completed"] += 1
+
+
 async def chat(request: web.Request) -> web.StreamResponse:
     """An OpenAI-shaped chat completion: ?pieces=N&interval=S; usage when asked, as OpenAI does."""
     stats["requests"] += 1
@@ -136,10 +145,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
         message = {"role": "assistant", "content": "ab" * pieces}
         return web.json_response({**base, "object": "chat.completion", "usage": usage,
                                   "choices": [{"index": 0, "message": message, "finish_reason": "stop"}]})  # fmt: skip
-    stats["streams_started"] += 1
-    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-    await response.prepare(request)
-    try:
+    async with counted_stream(request) as response:
         for _ in range(pieces):
             chunk = {**base, "choices": [{"index": 0, "delta": {"content": "ab"}, "finish_reason": None}]}
             await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
@@ -148,12 +154,6 @@ async def chat(request: web.Request) -> web.StreamResponse:
         await response.write(f"data: {json.dumps(done)}\n\n".encode())
         if (body.get("stream_options") or {}).get("include_usage"):
             await response.write(f"data: {json.dumps({**base, 'choices': [], 'usage': usage})}\n\n".encode())
-        await response.write(b"data: [DONE]\n\n")
-        await response.write_eof()
-    except (ConnectionError, asyncio.CancelledError):  # a blocked drain raises a plain ConnectionError
-        stats["streams_disconnected"] += 1
-        raise
-    stats["streams_completed"] += 1
     return response
 
 
