@@ -88,9 +88,13 @@ def sw1_query(algorithm: str, body: str, credential: str, date: str, expires: in
     )
 
 
+_OWS = " \t"
+
+
 def canonical_headers(headers: Iterable[tuple[str, str]]) -> str:
-    """``name:value`` lines for the bound headers: lower-case names, trimmed values, sorted."""
-    return "\n".join(sorted(f"{k.lower()}:{v.strip()}" for k, v in headers))
+    """``name:value`` lines for the bound headers: lower-case names, values without the spaces
+    and tabs around them (only those: HTTP's whitespace), sorted."""
+    return "\n".join(sorted(f"{k.lower()}:{v.strip(_OWS)}" for k, v in headers))
 
 
 def signed_headers_sorted(names: Sequence[str]) -> str:

@@ -17,7 +17,10 @@ from .errors import SigningError
 from .extensions import Policy
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_BAD_VALUE_CHARS = re.compile(r"[\r\n\x00]")
+# A value may hold visible ASCII, space and tab: a control character cannot travel in a header,
+# and a non-ASCII one is read as Latin-1 by some servers and as UTF-8 by others (Signway's
+# server panics on it), so no verifier could be sure to see the signed bytes.
+_BAD_VALUE_CHARS = re.compile(r"[^\t\x20-\x7e]")
 
 #: Default lifetime of a signed URL, in seconds: long enough for a browser round trip.
 DEFAULT_EXPIRES_IN = 60
@@ -83,12 +86,16 @@ def _bound_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
             raise SigningError("headers", f"header name {name!r} is not an HTTP token")
         if not isinstance(value, str):
             raise SigningError("headers", f"the value of {name!r} must be a str, got {type(value).__name__}")
-        if _BAD_VALUE_CHARS.search(value):
-            raise SigningError("headers", f"the value of {name!r} contains CR, LF or NUL")
+        if (bad := _BAD_VALUE_CHARS.search(value)) is not None:
+            raise SigningError(
+                "headers",
+                f"the value of {name!r} holds {bad.group()!r} at index {bad.start()}: header values must be visible "
+                "ASCII, spaces and tabs (percent- or base64-encode other text)",
+            )
         key = name.lower()
         if key in bound:
             raise SigningError("headers", f"header {name!r} is given twice (names are case-insensitive)")
-        bound[key] = value.strip()
+        bound[key] = value.strip(" \t")
     return bound
 
 

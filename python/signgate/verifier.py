@@ -263,7 +263,9 @@ class Verifier:
             value = headers.get(name)
             if value is None:
                 raise MissingHeader(name)
-            bound[name] = value.strip()
+            # Only space and tab are whitespace around a header value (RFC 9110 5.5); anything
+            # else is part of the value, so it is signed and forwarded as sent.
+            bound[name] = value.strip(" \t")
 
         text: str | None = None
         if params.body_bound:
@@ -284,11 +286,14 @@ class Verifier:
                 "exactly as signed, or ask the backend for a new URL"
             )
 
-        now = int(self._clock())
+        # Expired from the instant X-Sw-Date + X-Sw-Expires is reached, as Signway decides, not
+        # at the end of that second.
+        clock = self._clock()
+        now = int(clock)
         expires_at = params.signed_at + params.expires
-        if now > expires_at:
+        if clock >= expires_at:
             raise Expired(now - expires_at, now)
-        if params.signed_at > now + self.skew:
+        if params.signed_at > clock + self.skew:
             raise NotYetValid(params.signed_at - now, self.skew, now)
 
         forward = scheme.normalize_upstream(params.proxy)

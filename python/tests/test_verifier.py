@@ -131,8 +131,11 @@ def test_unsupported_algorithm(clock: FakeClock) -> None:
 
 def test_expired_says_by_how_much(clock: FakeClock) -> None:
     req = _signed(clock, expires_in=30)
-    clock.now += 30
-    assert _verify(Verifier({"app": ["s3cret"]}, clock=clock), req)  # the last valid second
+    clock.now += 29.999
+    assert _verify(Verifier({"app": ["s3cret"]}, clock=clock), req)  # the last valid instant
+    clock.now += 0.001
+    with pytest.raises(Expired, match="0 s ago"):  # expired from the instant, as Signway decides
+        _verify(Verifier({"app": ["s3cret"]}, clock=clock), req)
     clock.now += 12
     with pytest.raises(Expired, match="12 s ago") as info:
         _verify(Verifier({"app": ["s3cret"]}, clock=clock), req)
