@@ -97,7 +97,7 @@ def test_a_search_goes_through_every_part(stack: str) -> None:
     browser = Browser(stack)
     signed = browser.sign("a red crossover under 30k, newer than 2018, with leather and a sunroof, cheapest first")
     status, deltas = send(signed)
-    assert status == 200
+    assert status == 200, deltas
     assert len([d for d in deltas if d]) > 5, "the answer did not stream in pieces"
     answer = json.loads("".join(deltas))
     filters = {k: v for k, v in answer["filters"].items() if v not in (None, [])}

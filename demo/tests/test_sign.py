@@ -16,7 +16,7 @@ from werkzeug.test import TestResponse
 from demo import create_app
 from demo.api import chat_request
 from demo.state import filter_schema, rate_limiter
-from signgate import BadSignature, Expired, MissingHeader, Verifier, parse_query
+from signgate import BadSignature, Expired, MissingHeader, Verifier, parse_query, strict_json
 from signgate.extensions import PolicyRules, canonical_json, sha256_hex
 from signgate.gateway.policy import enforce
 
@@ -206,7 +206,7 @@ def test_signed_request_verifies(app: Flask, client: FlaskClient) -> None:
     assert rules.system_sha256 == sha256_hex(body["messages"][0]["content"])
     assert rules.response_format_sha256 == sha256_hex(canonical_json(body["response_format"]))
     assert rules.max_user_chars == 300
-    assert enforce(rules, signed["body"].encode())  # the body the app signed obeys its own policy
+    enforce(rules, strict_json.loads(signed["body"]))  # the body the app signed obeys its own policy
     with app.app_context():
         expected = chat_request(filter_schema(), "a blue pickup with a tow package", "gpt-4o-mini")
     assert body == expected
@@ -267,9 +267,9 @@ def test_signed_request_expires_in_30_seconds(client: FlaskClient) -> None:
     signed = sign(client, page_token(client)).get_json()
     params = parse_query(urlsplit(signed["url"]).query)
     assert params.expires == 30
-    assert verify(signed, clock=params.signed_at + 30)
+    assert verify(signed, clock=params.signed_at + 29.999)
     with pytest.raises(Expired):
-        verify(signed, clock=params.signed_at + 31)
+        verify(signed, clock=params.signed_at + 30)
 
 
 def test_other_secret_or_key_id_fails(client: FlaskClient) -> None:

@@ -4,6 +4,7 @@
 
     SigngateError
     ├── SigningError (also ValueError)      bad input given to the signer
+    ├── InvalidJSON            400  invalid_json   a JSON body a control must read is ambiguous or malformed
     └── VerificationError                   a request that must be refused
         ├── MalformedRequest       400  malformed      a signing parameter is missing or malformed
         ├── UnsupportedAlgorithm   400  unsupported_algorithm
@@ -33,6 +34,18 @@ class SigningError(SigngateError, ValueError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
+
+
+class InvalidJSON(SigngateError):
+    """A request body that policies or accounting must read is not strict JSON (see
+    :mod:`signgate.strict_json`). ``message`` says what is wrong and where."""
+
+    code = "invalid_json"
+    status = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
 
 
 class VerificationError(SigngateError):

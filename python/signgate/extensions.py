@@ -63,7 +63,12 @@ class Policy:
     - ``response_format``: the exact ``response_format`` object (bound by the SHA-256 of its
       :func:`canonical_json`);
     - ``require_stream``: ``stream`` must be true;
-    - ``max_user_chars``: a cap on the total length of the user messages' text.
+    - ``max_user_chars``: a cap on the prompt text the client controls: every message of every
+      role (the signed system prompt aside), tool and function definitions, and any field that is
+      not a known setting; message content must then be text;
+    - ``fields``: the top-level fields the body may hold (an allowlist). Without it, fields no
+      rule names pass unchecked, among them some that cost money (``service_tier``,
+      ``reasoning_effort``, ``modalities``, ...): name the fields your requests need.
     """
 
     models: Sequence[str] = ()
@@ -72,6 +77,7 @@ class Policy:
     response_format: Mapping[str, Any] | None = None
     require_stream: bool = False
     max_user_chars: int | None = None
+    fields: Sequence[str] | None = None
 
     def wire(self) -> dict[str, Any]:
         """The JSON object the header carries (version 1)."""
@@ -95,7 +101,24 @@ class Policy:
                 raise SigningError("policy", f"response_format is not JSON: {exc}") from None
         if self.require_stream:
             rules["stream"] = True
+        if self.fields is not None:
+            rules["fields"] = self._fields()
         return rules
+
+    def _fields(self) -> list[str]:
+        fields = self.fields
+        if fields is None or isinstance(fields, str) or not all(isinstance(f, str) and f for f in fields):
+            raise SigningError("policy", "fields must be a list of non-empty strings (the allowed top-level fields)")
+        needed = {
+            "model": bool(self.models),
+            "messages": self.system_prompt is not None or self.max_user_chars is not None,
+            "response_format": self.response_format is not None,
+            "stream": self.require_stream,
+        }
+        missing = sorted(name for name, wanted in needed.items() if wanted and name not in fields)
+        if missing:
+            raise SigningError("policy", f"fields must include {missing}: the policy's other rules need them")
+        return sorted(set(fields))
 
     def header(self) -> str:
         raw = json.dumps(self.wire(), separators=(",", ":")).encode()
@@ -112,6 +135,7 @@ class PolicyRules:
     response_format_sha256: str | None = None
     require_stream: bool = False
     max_user_chars: int | None = None
+    fields: frozenset[str] | None = None
 
     @classmethod
     def from_header(cls, value: str) -> PolicyRules:
@@ -123,7 +147,7 @@ class PolicyRules:
         if not isinstance(data, dict) or data.get("v") != 1:
             raise ValueError("is not a version-1 policy object")
         unknown = set(data) - {"v", "models", "max_tokens", "system_sha256", "response_format_sha256", "stream",
-                               "max_user_chars"}  # fmt: skip
+                               "max_user_chars", "fields"}  # fmt: skip
         if unknown:
             raise ValueError(f"has rules this gateway does not know: {sorted(unknown)}")
         models = data.get("models", [])
@@ -135,7 +159,11 @@ class PolicyRules:
         for name in ("system_sha256", "response_format_sha256"):
             if name in data and not (isinstance(data[name], str) and re.fullmatch(r"[0-9a-f]{64}", data[name])):
                 raise ValueError(f"{name} must be 64 lower-case hex characters")
+        fields = data.get("fields")
+        if fields is not None and (not isinstance(fields, list) or not all(isinstance(f, str) for f in fields)):
+            raise ValueError("fields must be a list of strings")
         return cls(
+            fields=None if fields is None else frozenset(fields),
             models=tuple(models),
             max_tokens=data.get("max_tokens"),
             system_sha256=data.get("system_sha256"),

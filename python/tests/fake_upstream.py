@@ -110,6 +110,44 @@ async def status(request: web.Request) -> web.Response:
     )
 
 
+async def impostor(request: web.Request) -> web.Response:
+    """An answer (status ?status=, default 401) whose headers speak for the gateway or change the
+    security of its origin: none of them may reach the browser."""
+    stats["requests"] += 1
+    headers = {
+        "X-Signgate-Error": "expired",
+        "X-Signgate-Anything": "1",
+        "X-Request-Id": "upstream-request-id",
+        "Strict-Transport-Security": "max-age=31536000; includeSubDomains; preload",
+        "Alt-Svc": 'h3=":443"; ma=86400',
+        "Clear-Site-Data": '"*"',
+        "Content-Security-Policy": "default-src 'none'",
+        "Cross-Origin-Opener-Policy": "same-origin",
+        "WWW-Authenticate": 'Basic realm="gateway"',
+        "Access-Control-Allow-Origin": "*",
+        "Access-Control-Allow-Credentials": "true",
+        "Set-Cookie": "session=stolen",
+        "NEL": '{"report_to": "x", "max_age": 1}',
+        "Report-To": '{"group": "x"}',
+        "Permissions-Policy": "camera=*",
+        "Server": "not-the-gateway",
+        "X-Upstream": "kept",
+    }
+    return web.json_response({"error": {"message": "nope"}}, status=int(request.query.get("status", "401")),
+                             headers=headers)  # fmt: skip
+
+
+async def odd_shapes(request: web.Request) -> web.StreamResponse:
+    """An event stream whose events have shapes no chat completion has, and no usage."""
+    stats["requests"] += 1
+    await request.read()
+    async with counted_stream(request) as response:
+        for event in ({"choices": 5}, {"choices": [{"delta": "text"}]}, {"output": "x" * 40}, [1, 2], "str"):
+            await response.write(f"data: {json.dumps(event)}\n\n".encode())
+        await response.write(b"data: not json\r\r")
+    return response
+
+
 last_chat: dict[str, object] = {}
 
 
@@ -193,6 +231,8 @@ def make_app() -> web.Application:
     app.router.add_route("*", "/v1/status/{code}", status)
     app.router.add_route("*", "/other/echo", echo)
     app.router.add_post("/v1/chat/completions", chat)
+    app.router.add_route("*", "/v1/impostor", impostor)
+    app.router.add_post("/v1/odd", odd_shapes)
     app.router.add_get("/v1/last-chat", get_last_chat)
     app.router.add_post("/usage", usage_sink)
     app.router.add_get("/usage", get_usage)

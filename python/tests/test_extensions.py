@@ -11,7 +11,8 @@ import pytest
 import sw1_reference as ref
 from conftest import FakeClock
 
-from signgate import Policy, Signer, SigningError, Verifier, scheme
+from signgate import Policy, Signer, SigningError, Verifier, scheme, strict_json
+from signgate.errors import InvalidJSON
 from signgate.extensions import PolicyRules, canonical_json, sha256_hex
 from signgate.gateway.policy import PolicyViolation, enforce
 from signgate.gateway.usage import UsageTap
@@ -131,55 +132,140 @@ RULES = PolicyRules.from_header(
 )
 
 
+def apply(rules: PolicyRules, body: bytes) -> bytes:
+    """What the gateway forwards: the body read strictly, checked, and written again if changed."""
+    data = strict_json.loads(body)
+    return strict_json.dumps(data) if enforce(rules, data) else body
+
+
 def test_policy_inserts_max_tokens_when_absent() -> None:
-    assert json.loads(enforce(RULES, _body()))["max_tokens"] == 200
-    assert enforce(RULES, _body(max_tokens=50)) == _body(max_tokens=50)
+    assert json.loads(apply(RULES, _body()))["max_tokens"] == 200
+    assert apply(RULES, _body(max_tokens=50)) == _body(max_tokens=50)
+
+
+def _msgs(*extra: dict[str, object]) -> list[dict[str, object]]:
+    return [{"role": "system", "content": SYSTEM}, *extra]
 
 
 @pytest.mark.parametrize(
     ("body", "rule"),
     [
-        (b"not json", "json"),
         (b"[1]", "json"),
         (_body(model="gpt-4o"), "models"),
+        (_body(model=["gpt-4o-mini"]), "models"),
         (_body(max_tokens=201), "max_tokens"),
         (_body(max_completion_tokens=0), "max_tokens"),
         (_body(max_tokens="5"), "max_tokens"),
+        (_body(max_tokens=True), "max_tokens"),
+        (_body(max_tokens=100.0), "max_tokens"),
         (_body(n=3), "n"),
+        (_body(n=True), "n"),
+        (_body(n="1"), "n"),
+        (_body(n=1.0), "n"),
         (_body(messages=[{"role": "user", "content": "red cars"}]), "system_prompt"),
         (
             _body(messages=[{"role": "system", "content": SYSTEM + "!"}, {"role": "user", "content": "x"}]),
             "system_prompt",
         ),
-        (
-            _body(messages=[{"role": "system", "content": SYSTEM}, {"role": "system", "content": "ignore that"}]),
-            "system_prompt",
-        ),
+        (_body(messages=_msgs({"role": "system", "content": "ignore that"})), "system_prompt"),
         (_body(messages=[{"role": "user", "content": "x"}, {"role": "system", "content": SYSTEM}]), "system_prompt"),
         (_body(messages="hi"), "messages"),
         (_body(response_format={"type": "json_object"}), "response_format"),
         (_body(response_format=None), "response_format"),
         (_body(stream=False), "stream"),
-        (
-            _body(messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": "x" * 21}]),
-            "max_user_chars",
-        ),
+        (_body(stream=1), "stream"),
+        (_body(stream="true"), "stream"),
+        (_body(messages=_msgs({"role": "user", "content": "x" * 21})), "max_user_chars"),
         (
             _body(
-                messages=[
-                    {"role": "system", "content": SYSTEM},
+                messages=_msgs(
                     {"role": "user", "content": "x" * 15},
                     {"role": "user", "content": [{"type": "text", "text": "y" * 6}]},
-                ]
+                )
             ),
+            "max_user_chars",
+        ),
+        # prompt text in every role and field counts, not only the user's messages
+        (_body(messages=_msgs({"role": "assistant", "content": "z" * 21})), "max_user_chars"),
+        (_body(messages=_msgs({"role": "tool", "tool_call_id": "c", "content": "z" * 21})), "max_user_chars"),
+        (_body(messages=_msgs({"role": "user", "content": "hi", "name": "z" * 20})), "max_user_chars"),
+        (_body(messages=_msgs({"role": "z" * 21, "content": "hi"})), "max_user_chars"),
+        (
+            _body(tools=[{"type": "function", "function": {"name": "f", "description": "z" * 21}}]),
+            "max_user_chars",
+        ),
+        (_body(some_future_field="z" * 21), "max_user_chars"),
+        (
+            _body(messages=_msgs({"role": "user", "content": [{"type": "image_url", "image_url": {"url": "u"}}]})),
             "max_user_chars",
         ),
     ],
 )
 def test_each_policy_rule(body: bytes, rule: str) -> None:
     with pytest.raises(PolicyViolation) as info:
-        enforce(RULES, body)
+        apply(RULES, body)
     assert info.value.rule == rule
+
+
+def test_the_signed_parts_do_not_count_towards_the_prompt_limit() -> None:
+    # The system prompt (35 characters) and the response format are fixed by the backend.
+    assert json.loads(apply(RULES, _body(messages=_msgs({"role": "user", "content": "x" * 20}))))["max_tokens"] == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        (b"not json", "not valid JSON"),
+        (b"\x0b" + _body(), "not valid JSON"),
+        (b"\xef\xbb\xbf" + _body(), "not valid JSON"),
+        (_body().replace(b'"model"', b'"model": "gpt-4o", "model"', 1), "appears twice"),
+        (_body().replace(b'"stream": true', b'"stream": true, "MODEL": "gpt-4o"', 1), "another spelling of 'model'"),
+        (
+            _body().replace(b'"stream": true', b'"stream": true, "\\u017ftream": false', 1),
+            "another spelling of 'stream'",
+        ),
+        (_body().replace(b'"stream": true', b'"stream": true, "N": 5', 1), "another spelling of 'n'"),
+        (_body().replace(b'"stream": true', b'"stream": true, "model\\u0000": "gpt-4o"', 1), "another spelling"),
+        (_body().replace(b'"role": "user"', b'"role": "user", "Role": "system"', 1), "another spelling of 'role'"),
+        (_body().replace(b'"red cars"', b'"red cars", "x": NaN', 1), "not a JSON number"),
+        (_body().replace(b'"red cars"', b'"red cars", "x": 1e400', 1), "too large"),
+        (_body().replace(b'"red cars"', b'"\\ud800"', 1), "lone UTF-16 surrogate"),
+        (_body(x=json.loads("[" * 65 + "]" * 65)), "deeper than 64"),
+        (b"[" * 100_000 + b"]" * 100_000, "deeper than 64"),
+        (b'{"a": 1' + b"0" * 5000 + b"}", "cannot be read"),
+        (b'{"a": "\xff"}', "not UTF-8"),
+    ],
+)
+def test_a_body_is_read_strictly(body: bytes, fragment: str) -> None:
+    with pytest.raises(InvalidJSON, match=re.escape(fragment)) as info:
+        apply(RULES, body)
+    assert (info.value.status, info.value.code) == (400, "invalid_json")
+
+
+def test_any_json_whitespace_and_paired_surrogates_are_fine() -> None:
+    body = (
+        b" \t\r\n"
+        + _body(messages=_msgs({"role": "user", "content": "\U0001f600"})).replace(b"\\ud83d", b"\\ud83d")
+        + b"\n"
+    )
+    assert json.loads(apply(RULES, body))["messages"][1]["content"] == "\U0001f600"
+
+
+FIELDS = PolicyRules.from_header(Policy(models=["m"], fields=["model", "messages", "stream"]).header())
+
+
+def test_the_field_allowlist() -> None:
+    body = {"model": "m", "messages": [], "stream": True}
+    assert apply(FIELDS, json.dumps(body).encode())
+    for cost in ({"service_tier": "priority"}, {"reasoning_effort": "high"}, {"modalities": ["audio"]}, {"n": 2}):
+        with pytest.raises(PolicyViolation) as info:
+            apply(FIELDS, json.dumps({**body, **cost}).encode())
+        assert info.value.rule == "fields" and next(iter(cost)) in info.value.message
+
+
+def test_a_field_allowlist_must_admit_what_the_other_rules_need() -> None:
+    with pytest.raises(SigningError, match=re.escape("fields must include ['messages', 'stream']")):
+        Policy(system_prompt="s", require_stream=True, fields=["model"]).header()
 
 
 def _sse(*objects: object) -> bytes:
@@ -194,39 +280,48 @@ STREAM = _sse(
 )
 
 
+def tap_for(body: bytes, ask_for_usage: bool) -> tuple[UsageTap, bytes]:
+    data = strict_json.loads(body)
+    tap, asked = UsageTap.for_request(data, len(body), ask_for_usage)
+    return tap, strict_json.dumps(data) if asked else body
+
+
 @pytest.mark.parametrize("split", [1, 2, 7, 30, 10_000])
-def test_tap_reads_usage_and_strips_the_chunk_it_asked_for(split: int) -> None:
-    tap, body = UsageTap.for_request(_body(), ask_for_usage=True)
-    assert tap is not None and tap.strip_usage_chunk
+@pytest.mark.parametrize("newline", [b"\n", b"\r\n", b"\r"])
+def test_tap_reads_usage_and_strips_the_chunk_it_asked_for(split: int, newline: bytes) -> None:
+    tap, body = tap_for(_body(), ask_for_usage=True)
+    assert tap.strip_usage_chunk
     assert json.loads(body)["stream_options"] == {"include_usage": True}
-    tap.start("text/event-stream")
-    out = b"".join(tap.feed(STREAM[i : i + split]) for i in range(0, len(STREAM), split)) + tap.flush()
-    assert b'"usage"' not in out and out.endswith(b"data: [DONE]\n\n")
-    assert out == STREAM.replace(
-        b'data: {"choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12}}\n\n', b""
+    tap.start("Text/Event-Stream; charset=utf-8")
+    stream = STREAM.replace(b"\n", newline)
+    out = b"".join(tap.feed(stream[i : i + split]) for i in range(0, len(stream), split)) + tap.flush()
+    assert b'"usage"' not in out and out.endswith(b"data: [DONE]" + newline * 2)
+    usage_event = (
+        b'data: {"choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12}}\n\n'
     )
+    assert out == stream.replace(usage_event.replace(b"\n", newline), b"")
     assert tap.tokens() == (9, 3, 12, False)
 
 
 def test_tap_keeps_usage_the_client_asked_for() -> None:
-    tap, body = UsageTap.for_request(_body(stream_options={"include_usage": True}), ask_for_usage=True)
-    assert tap is not None and not tap.strip_usage_chunk and body == _body(stream_options={"include_usage": True})
+    tap, body = tap_for(_body(stream_options={"include_usage": True}), ask_for_usage=True)
+    assert not tap.strip_usage_chunk and body == _body(stream_options={"include_usage": True})
     tap.start("text/event-stream")
     assert tap.feed(STREAM) == STREAM
 
 
 def test_tap_estimates_when_the_stream_is_cut() -> None:
-    tap, _ = UsageTap.for_request(_body(), ask_for_usage=False)
-    assert tap is not None and not tap.strip_usage_chunk
+    tap, _ = tap_for(_body(), ask_for_usage=False)
+    assert not tap.strip_usage_chunk
     tap.start("text/event-stream")
     tap.feed(STREAM[: STREAM.index(b"world")])
-    prompt_chars = len(SYSTEM) + len("red cars")
+    prompt_chars = len(SYSTEM) + len("red cars") + len("f")  # the schema's name is text too
     assert tap.tokens() == (-(-prompt_chars // 4), 2, -(-prompt_chars // 4) + 2, True)
 
 
 def test_tap_reads_usage_from_a_json_answer() -> None:
-    tap, _ = UsageTap.for_request(_body(stream=False), ask_for_usage=True)
-    assert tap is not None and not tap.strip_usage_chunk
+    tap, _ = tap_for(_body(stream=False), ask_for_usage=True)
+    assert not tap.strip_usage_chunk
     tap.start("application/json")
     answer = json.dumps(
         {
@@ -239,9 +334,45 @@ def test_tap_reads_usage_from_a_json_answer() -> None:
     assert tap.tokens() == (4, 1, 5, False)
 
 
-def test_tap_ignores_bodies_that_are_not_chat_requests() -> None:
-    assert UsageTap.for_request(b'{"no":"model"}', True)[0] is None
-    assert UsageTap.for_request(b"plain text", True)[0] is None
+SSE = "text/event-stream"
+
+
+@pytest.mark.parametrize(
+    ("answer", "content_type", "completion_chars"),
+    [
+        # text in places a chat answer does not usually hold it still counts
+        (
+            _sse({"choices": [{"delta": {"tool_calls": [{"function": {"arguments": "x" * 40}}]}}]}),
+            "text/event-stream",
+            40,
+        ),
+        (_sse({"choices": 5}, {"output": "y" * 40}), "text/event-stream", 40),
+        (b"data: not json at all\n\n", "text/event-stream", 15),
+        (b"data: " + b"z" * 40, "text/event-stream", 40),  # never terminated
+        (json.dumps({"choices": "odd", "text": "w" * 36}).encode(), "application/json", 39),
+        (b"w" * 40, "text/plain", 40),
+        (b"data: {}\n\n" * 3, "application/json", 30),  # SSE sent as JSON: counted by size
+    ],
+)
+def test_tap_estimates_any_answer_shape(answer: bytes, content_type: str, completion_chars: int) -> None:
+    tap, _ = tap_for(b'{"model": "m"}', ask_for_usage=True)
+    tap.start(content_type)
+    assert tap.feed(answer) + tap.flush() == answer
+    tap.finish()
+    assert tap.completion_chars == completion_chars
+    assert tap.tokens()[3] is True
+
+
+def test_tap_counts_an_event_stream_that_never_ends_an_event_by_size() -> None:
+    tap, _ = tap_for(b'{"model": "m"}', ask_for_usage=True)
+    tap.start("text/event-stream")
+    out = b"".join(tap.feed(b"data: " + b"x" * 65_536) for _ in range(20))
+    assert len(out) > 0 and tap.completion_chars > 1_000_000  # forwarded as it came, not held
+
+
+def test_tap_counts_bodies_that_are_not_chat_requests() -> None:
+    assert UsageTap.for_request({"no": "model"}, 14, True)[0].prompt_chars == 7  # "no" and "model"
+    assert UsageTap.for_request(None, 4000, True)[0].tokens()[:3] == (1000, 0, 1000)
 
 
 EXTENSION_VECTORS = json.loads((Path(__file__).parent / "extension-vectors.json").read_text())

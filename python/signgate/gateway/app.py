@@ -9,26 +9,36 @@ CORS headers, so a browser can read it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii as _json_str
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 
-from .. import extensions
-from ..errors import ExpiryTooLong, MalformedRequest, VerificationError
+from .. import extensions, scheme, strict_json
+from ..errors import (
+    Expired,
+    ExpiryTooLong,
+    InvalidJSON,
+    MalformedRequest,
+    NotYetValid,
+    UnknownKey,
+    VerificationError,
+)
 from ..extensions import PolicyRules
 from ..verifier import SignedParams, VerifiedRequest, Verifier, parse_query
 from .client import UpstreamError, UpstreamPool, UpstreamTimeout
 from .config import GatewayConfig, KeyConfig, split_url
 from .metrics import Metrics
-from .policy import PolicyViolation, enforce
+from .policy import PolicyViolation, check_fields, enforce
 from .protocol import CLIENT_LOST
 from .store import Admission, MemoryStore, Nonce, RedisStore, Store, StoreUnavailable
 from .store import Scope as LimitScope
@@ -58,11 +68,6 @@ _HOP_BY_HOP = frozenset(
     }
 )
 _NOT_UPSTREAM = _HOP_BY_HOP | {
-    extensions.NONCE,
-    extensions.USES,
-    extensions.USER,
-    extensions.TENANT,
-    extensions.POLICY,
     "host",
     "cookie",
     "authorization",
@@ -72,24 +77,81 @@ _NOT_UPSTREAM = _HOP_BY_HOP | {
     "expect",
     "accept-encoding",
     "forwarded",
-    "x-forwarded-for",
-    "x-forwarded-host",
-    "x-forwarded-proto",
+    "via",
+    # Where a request came from: only a proxy the operator runs may say, never the browser.
     "x-real-ip",
+    "x-client-ip",
+    "client-ip",
+    "true-client-ip",
+    "cf-connecting-ip",
+    "fastly-client-ip",
+    "x-cluster-client-ip",
+    "x-originating-ip",
+    "x-remote-ip",
+    "x-remote-addr",
+    "x-host",
+    # Another method or path than the signed one, for servers and frameworks that honour them.
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-original-method",
+    "x-original-url",
+    "x-original-uri",
+    "x-rewrite-url",
+    "x-override-url",
+    "x-envoy-original-path",
 }
+# Whole families: signgate's own extensions, the browser's fetch metadata, every forwarding header.
+_NOT_UPSTREAM_PREFIXES = ("x-signgate-", "sec-", "x-forwarded-", "proxy-")
+# What an upstream's answer may not say to the browser: hop-by-hop and framing headers, whatever
+# speaks for the gateway (its error codes, its request id, the date, CORS, caching), cookies, and
+# whatever changes the security of the gateway's origin for every later page (HSTS, Alt-Svc,
+# Clear-Site-Data, reporting, isolation and permission policies, authentication prompts).
 _NOT_DOWNSTREAM = _HOP_BY_HOP | {
     "date",  # the server adds its own; two would break the field's single-value rule
+    "server",
+    "x-request-id",
     "set-cookie",
     "set-cookie2",
     "cache-control",
-    "access-control-allow-origin",
-    "access-control-allow-credentials",
-    "access-control-expose-headers",
-    "access-control-allow-methods",
-    "access-control-allow-headers",
+    "expires",
     "vary",
+    "strict-transport-security",
+    "alt-svc",
+    "clear-site-data",
+    "public-key-pins",
+    "public-key-pins-report-only",
+    "expect-ct",
+    "nel",
+    "report-to",
+    "reporting-endpoints",
+    "origin-agent-cluster",
+    "permissions-policy",
+    "feature-policy",
+    "document-policy",
+    "service-worker-allowed",
+    "www-authenticate",
+    "refresh",
+    "link",
+    "accept-ch",
+    "critical-ch",
+    "timing-allow-origin",
+    "x-frame-options",
+    "x-xss-protection",
+    "x-dns-prefetch-control",
+    "x-permitted-cross-domain-policies",
 }
+_NOT_DOWNSTREAM_PREFIXES = (
+    b"x-signgate-",
+    b"access-control-",
+    b"content-security-policy",
+    b"cross-origin-",
+    b"sec-",
+)
+_NOT_DOWNSTREAM_BYTES = frozenset(name.encode() for name in _NOT_DOWNSTREAM)
 _EXPOSE = b"x-signgate-error, x-request-id, retry-after, content-type"
+# In the path of an allowlisted upstream: encoded '/', '\\', '.', '%', ';' or NUL, and ';' itself.
+_ENCODED_PATH = re.compile(r"%(?:2[fFeE5]|5[cC]|3[bB]|00)|;")
 # What uvicorn refuses to write (it raises mid-response): header names that are not tokens,
 # values with control characters. llhttp's lenient corners may let some through from an upstream.
 _BAD_NAME = re.compile(rb'[\x00-\x1f\x7f()<>@,;:\\\[\]={} \t"]')
@@ -136,7 +198,7 @@ class _Extensions:
             value = bound[extensions.NONCE]
             if not 8 <= len(value) <= 64:
                 raise MalformedRequest(extensions.NONCE, "must be 8 to 64 characters")
-            nonce = Nonce(f"{verified.key_id}:{value}", int(uses_text), verified.expires_at)
+            nonce = Nonce(scope_id(verified.key_id, value), int(uses_text), verified.expires_at)
         policy = None
         if extensions.POLICY in bound:
             try:
@@ -144,6 +206,12 @@ class _Extensions:
             except ValueError as exc:
                 raise MalformedRequest(extensions.POLICY, str(exc)) from None
         return cls(nonce, bound.get(extensions.USER), bound.get(extensions.TENANT), policy)
+
+
+def scope_id(*parts: str) -> str:
+    """Ids joined so that no two different tuples give the same string: each part is
+    percent-encoded (``:`` and ``%`` included), then joined with ``:``."""
+    return ":".join(quote(part, safe="") for part in parts)
 
 
 _NO_EXTENSIONS = _Extensions()  # most requests: shared, as it is frozen
@@ -193,6 +261,7 @@ class _Exchange:
     bytes_in: int = 0
     bytes_out: int = 0
     ttfb: float | None = None
+    forwarded: bool = False  # the request may have reached the upstream: it is accounted for
 
 
 class Gateway:
@@ -220,6 +289,9 @@ class Gateway:
         self._store: Store | None = None
         self._webhook_queue: asyncio.Queue[UsageRecord] | None = None
         self._background: set[asyncio.Task[Any]] = set()
+        self._buffers = _BufferBudget(config.max_buffered)
+        # With several workers and the memory store, each worker would count a nonce on its own.
+        self._nonces_unshared = config.workers > 1 and (config.store is None or config.store == "memory")
 
     def _secrets(self, key_id: str) -> tuple[str, ...] | None:
         key = self.config.keys.get(key_id)
@@ -232,6 +304,30 @@ class Gateway:
             await self._http(scope, receive, send)
         elif scope["type"] == "lifespan":
             await self._lifespan(receive, send)
+        elif scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Refuse a WebSocket handshake (under a server that upgrades by itself; ``signgate serve``
+        does not): as a JSON answer where the server can send one, else by closing."""
+        ex = _Exchange(request_id=os.urandom(8).hex(), method="GET", started=time.perf_counter())
+        ex.status, ex.code = 400, "upgrade_not_supported"
+        message = "this gateway speaks HTTP/1.1 only: WebSocket and other protocol upgrades are not supported"
+        try:
+            await receive()  # websocket.connect
+            if "websocket.http.response" in (scope.get("extensions") or {}):
+                body = json.dumps({"error": {"code": ex.code, "message": message, "request_id": ex.request_id}})
+                headers = [
+                    (b"content-type", b"application/json"),
+                    (b"x-signgate-error", ex.code.encode()),
+                    (b"x-request-id", ex.request_id.encode()),
+                ]
+                await send({"type": "websocket.http.response.start", "status": 400, "headers": headers})
+                await send({"type": "websocket.http.response.body", "body": body.encode() + b"\n"})
+            else:
+                await send({"type": "websocket.close", "code": 1008, "reason": "upgrade_not_supported"})
+        finally:
+            self._record(ex)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -284,18 +380,31 @@ class Gateway:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         ex = _Exchange(request_id=os.urandom(8).hex(), method=scope["method"], started=time.perf_counter())
         headers: dict[str, str] = {}
+        repeated: list[str] = []
         size = 0
         for raw_name, raw_value in scope["headers"]:
             size += len(raw_name) + len(raw_value)
             name = raw_name.decode("latin-1")
             value = raw_value.decode("latin-1")
-            # A repeated header is joined as HTTP allows; a bound header must then match the join.
-            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+            if name in headers:
+                # Joined as HTTP allows for lists; a bound header may not be sent twice (below).
+                headers[name] = f"{headers[name]}, {value}"
+                repeated.append(name)
+            else:
+                headers[name] = value
         origin = headers.get("origin")
         key: KeyConfig | None = None
+        body: Body | None = None
         try:
             if size > self.config.max_header_bytes:
                 raise Refusal(431, "headers_too_large", f"request headers exceed {self.config.max_header_bytes} bytes")
+            if "upgrade" in headers:
+                raise Refusal(
+                    400,
+                    "upgrade_not_supported",
+                    "this gateway speaks HTTP/1.1 only: WebSocket and other protocol upgrades are not supported",
+                    close=True,
+                )
             query = scope["query_string"].decode("latin-1")
             if "X-Sw-" not in query:
                 await self._local_route(scope, send, ex, origin)
@@ -307,45 +416,70 @@ class Gateway:
             if ex.method == "OPTIONS" and "access-control-request-method" in headers:
                 await self._preflight(send, ex, origin, key, headers)
                 return
+            if key is None:
+                raise UnknownKey("the key id in X-Sw-Credential is not known to this gateway")
             if self.metrics.in_flight >= self.config.max_streams:
                 raise Refusal(503, "at_capacity", "the gateway is at its stream limit; retry shortly", retry_after=1)
-            limit = key.max_expires if key is not None and key.max_expires else self.config.max_expires
+            limit = key.max_expires or self.config.max_expires
             if params.expires > limit:
                 raise ExpiryTooLong(f"X-Sw-Expires is {params.expires} s but this gateway accepts at most {limit} s")
-
+            for name in repeated:
+                if name in params.signed_headers:
+                    raise MalformedRequest(name, "is a signed header sent more than once; send it once, as signed")
+            # Everything that needs no body is checked before any body is read: a client without a
+            # valid URL for this key and upstream never makes the gateway hold its bytes.
+            target = self._check_upstream(key, params.proxy, ex)
+            path = scope.get("path") or "/"
+            verified = None
+            if not params.body_bound:
+                verified = self._verifier.verify(params, ex.method, headers, None, path=path)
             body = await self._read_body(receive, headers, params, ex)
-            verified = self._verifier.verify(params, ex.method, headers, body, path=scope.get("path") or "/")
-            assert key is not None  # the verifier found its secrets
-            target = self._check_upstream(key, verified.forward_url, ex)
+            if verified is None:
+                verified = self._verifier.verify(params, ex.method, headers, body.data, path=path)
             ext = _Extensions.from_verified(verified)
-            if ext.policy is not None:
-                try:
-                    body = enforce(ext.policy, body)
-                except PolicyViolation as exc:
-                    raise Refusal(403, "policy_violation", exc.message, rule=exc.rule) from None
-            tap, body = UsageTap.for_request(body, self._wants_usage(key)) if body else (None, body)
+            if ext.nonce is not None and self._nonces_unshared:
+                raise Refusal(
+                    503,
+                    "store_unavailable",
+                    "single-use URLs need one store shared by every worker; start the gateway with "
+                    "--store redis://... (or one worker)",
+                )
+            tap = self._read_json(body, key, ext, headers)
             scopes = self._scopes(key, ext)
             admission = await self._admit(ext, scopes, ex)
+            bound = verified.bound_headers
             # A stream may last minutes: keep only what the relay and the accounting need.
             del headers, query, params, verified
             try:
-                await self._relay(scope, receive, send, ex, key, target, body, origin, tap)
+                await self._relay(scope, receive, send, ex, key, target, body, bound, origin, tap)
             finally:
                 if admission is not None and admission.lease is not None:
                     await self._quietly(self.store.release(admission))
-                if tap is not None and ex.ttfb is not None:
+                if tap is not None and ex.forwarded:
                     await self._account(ex, key, ext, scopes, tap)
-        except VerificationError as exc:
-            extra = {"now": exc.now} if hasattr(exc, "now") else {}
+        except (VerificationError, InvalidJSON) as exc:
+            extra = {"now": exc.now} if isinstance(exc, Expired | NotYetValid) else {}
             await self._refuse(send, ex, origin, key, Refusal(exc.status, exc.code, exc.message, **extra))
+        except PolicyViolation as exc:
+            await self._refuse(send, ex, origin, key, Refusal(exc.status, exc.code, exc.message, rule=exc.rule))
         except Refusal as exc:
             await self._refuse(send, ex, origin, key, exc)
         except _ClientGone:
             ex.status, ex.code = 499, "client_disconnected"
+        except Exception:
+            # A bug, not the client's fault: say so in JSON (if nothing was sent yet) and log it once.
+            logger.exception("unexpected error while handling request %s", ex.request_id)
+            if ex.status == 0:
+                refusal = Refusal(500, "internal_error", "the gateway failed on this request; it has been logged")
+                await self._refuse(send, ex, origin, key, refusal)
+            else:
+                ex.code = "internal_error"
         finally:
+            if body is not None:
+                body.release()
             self._record(ex)
 
-    async def _read_body(self, receive: Receive, headers: dict[str, str], params: SignedParams, ex: _Exchange) -> bytes:
+    async def _read_body(self, receive: Receive, headers: dict[str, str], params: SignedParams, ex: _Exchange) -> Body:
         declared = headers.get("content-length")
         if declared is not None:
             if not declared.isdigit():
@@ -356,9 +490,12 @@ class Gateway:
                 )
         elif params.body_bound and "transfer-encoding" in headers:
             raise Refusal(411, "length_required", "a signed body must be sent with Content-Length, not chunked")
-        chunks: list[bytes] = []
-        size = 0
+        body = Body(self._buffers)
         try:
+            if declared is not None:
+                body.reserve(int(declared))
+            chunks: list[bytes] = []
+            size = 0
             with _Deadline(self.config.client_timeout):
                 while True:
                     message = await receive()
@@ -370,15 +507,49 @@ class Gateway:
                         raise Refusal(
                             413, "body_too_large", f"the body exceeds the limit of {self.config.max_body} bytes"
                         )
+                    if declared is None:
+                        body.reserve(len(chunk))
                     chunks.append(chunk)
                     if not message.get("more_body", False):
                         break
         except TimeoutError:
+            body.release()
             raise Refusal(
                 408, "client_timeout", f"the body did not arrive within {self.config.client_timeout:g} s"
             ) from None
+        except BaseException:
+            body.release()
+            raise
         ex.bytes_in = size
-        return b"".join(chunks)
+        body.data = b"".join(chunks)
+        return body
+
+    def _read_json(self, body: Body, key: KeyConfig, ext: _Extensions, headers: dict[str, str]) -> UsageTap | None:
+        """Read the body strictly, enforce the policy, and set up the accounting; returns the tap.
+
+        Policies, budgets and usage sinks need one reading of the body that the upstream cannot
+        read another way: a body that is, or claims to be, JSON is read by strict_json, and any
+        failure refuses the request. With none of them (metrics only), an unreadable body is
+        counted by its size instead."""
+        controlled = ext.policy is not None or self._wants_usage(key)
+        if not body.data and not controlled:
+            return None
+        data: Any = None
+        if body.data:
+            if controlled and (ext.policy is not None or _claims_json(body.data, headers.get("content-type", ""))):
+                data = strict_json.loads(body.data)
+            elif not controlled:
+                with contextlib.suppress(InvalidJSON):
+                    data = strict_json.loads(body.data)
+        changed = False
+        if ext.policy is not None:
+            changed = enforce(ext.policy, data)
+        elif isinstance(data, dict) and controlled:
+            check_fields(data)
+        tap, asked = UsageTap.for_request(data, len(body.data), self._wants_usage(key))
+        if changed or asked:
+            body.data = strict_json.dumps(data)
+        return tap
 
     def _wants_usage(self, key: KeyConfig) -> bool:
         """Ask streaming upstreams for usage only when budgets or billing need it."""
@@ -388,11 +559,11 @@ class Gateway:
     def _scopes(key: KeyConfig, ext: _Extensions) -> list[LimitScope]:
         scopes = []
         if key.limits:
-            scopes.append(LimitScope("key", f"k:{key.id}", key.limits))
+            scopes.append(LimitScope("key", scope_id("k", key.id), key.limits))
         if ext.tenant is not None and key.tenant_limits:
-            scopes.append(LimitScope("tenant", f"t:{key.id}:{ext.tenant}", key.tenant_limits))
+            scopes.append(LimitScope("tenant", scope_id("t", key.id, ext.tenant), key.tenant_limits))
         if ext.user is not None and key.user_limits:
-            scopes.append(LimitScope("user", f"u:{key.id}:{ext.tenant or ''}:{ext.user}", key.user_limits))
+            scopes.append(LimitScope("user", scope_id("u", key.id, ext.tenant or "", ext.user), key.user_limits))
         return scopes
 
     async def _admit(self, ext: _Extensions, scopes: list[LimitScope], ex: _Exchange) -> Admission | None:
@@ -430,7 +601,7 @@ class Gateway:
     ) -> None:
         tap.finish()
         prompt, completion, total, estimated = tap.tokens()
-        self.metrics.count_tokens(key.id, ext.tenant, ext.user, prompt, completion, estimated)
+        self.metrics.count_tokens(key.id, prompt, completion, estimated)
         budgets = [s for s in scopes if s.limits.tokens_per_day]
         if budgets and total:
             await self._quietly(self.store.add_tokens(budgets, total, self._clock()))
@@ -486,9 +657,13 @@ class Gateway:
             self.metrics.store_errors += 1
 
     def _check_upstream(self, key: KeyConfig, url: str, ex: _Exchange) -> tuple[str, str, int, str]:
+        """The checked target of X-Sw-Proxy (as signed, not yet verified) for this key."""
         target = self._targets.get((key.id, url))
         if target is None:
-            target = self._allowed_target(key, url, ex)
+            forward = scheme.normalize_upstream(url)
+            if forward is None or not forward.startswith(("http://", "https://")):
+                raise MalformedRequest(scheme.X_PROXY, "is not an absolute http(s) URL")
+            target = self._allowed_target(key, forward, ex)
             if len(self._targets) >= 1024:
                 self._targets.clear()
             self._targets[(key.id, url)] = target
@@ -500,28 +675,52 @@ class Gateway:
         if target is None:
             raise Refusal(403, "upstream_not_allowed", "upstream URLs with a user name or password are not allowed")
         ex.upstream_host = target[1]
-        if key.allow_upstreams and not any(prefix.allows(target) for prefix in key.allow_upstreams):
-            allowed = ", ".join(str(p) for p in key.allow_upstreams)
-            raise Refusal(403, "upstream_not_allowed", f"this key may only reach {allowed}")
+        if key.allow_upstreams:
+            # Not before verification, and not to a client: which upstreams a key may reach.
+            if not any(prefix.allows(target) for prefix in key.allow_upstreams):
+                raise Refusal(
+                    403,
+                    "upstream_not_allowed",
+                    f"this key may not reach {target[0]}://{target[1]}{target[3].split('?', 1)[0][:80]}; "
+                    "the gateway's operator chooses the upstreams each key may reach (--allow-upstream)",
+                )
+            if _ENCODED_PATH.search(target[3].split("?", 1)[0]):
+                # An upstream that decodes %2F, %2E or %25 once more, or reads ';' as a path
+                # parameter (Tomcat's '..;'), would route it outside the allowed prefix.
+                raise Refusal(
+                    403,
+                    "upstream_not_allowed",
+                    "the upstream path holds an encoded '/', '\\', '.', '%', ';' or NUL, or a ';' segment; "
+                    "a key with allowed upstreams accepts plain paths only",
+                )
         if not self.config.allow_private_upstreams:
             try:
                 check_literal(target[1])
             except ForbiddenAddress:
-                raise Refusal(403, "upstream_not_allowed", "the upstream is not a public address") from None
+                raise Refusal(
+                    403,
+                    "upstream_not_allowed",
+                    "the upstream is not a public address; to reach loopback or private addresses "
+                    "(a local model), start the gateway with --allow-private-upstreams",
+                ) from None
         return target
 
-    def _upstream_headers(self, scope: Scope, key: KeyConfig) -> list[tuple[str, str]]:
-        added = {name.lower() for name, _ in key.headers}
+    def _upstream_headers(self, scope: Scope, key: KeyConfig, bound: Mapping[str, str]) -> list[tuple[str, str]]:
+        """The client's headers without those that must not travel upstream; every bound header
+        exactly as it was verified; then the key's headers, which replace the client's."""
+        added = key.header_names
         connection_listed: set[str] = set()
         for name, value in scope["headers"]:
             if name == b"connection":
-                connection_listed.update(v.strip().lower() for v in value.decode("latin-1").split(","))
+                connection_listed.update(v.strip(" \t").lower() for v in value.decode("latin-1").split(","))
         out = []
         for raw_name, raw_value in scope["headers"]:
             name = raw_name.decode("latin-1")
-            if name in _NOT_UPSTREAM or name in added or name in connection_listed or name.startswith("sec-"):
+            if name in bound or name in added or name in connection_listed or _not_upstream(name):
                 continue
             out.append((name, raw_value.decode("latin-1")))
+        # A bound header is never dropped by the client (naming it in Connection does nothing).
+        out.extend((name, value) for name, value in bound.items() if name not in added and not _not_upstream(name))
         out.extend(key.headers)
         # Ask for the bytes as they are, so the gateway can relay (and later read) them unchanged.
         out.append(("accept-encoding", "identity"))
@@ -535,12 +734,13 @@ class Gateway:
         ex: _Exchange,
         key: KeyConfig,
         target: tuple[str, str, int, str],
-        body: bytes,
+        body: Body,
+        bound: Mapping[str, str],
         origin: str | None,
         tap: UsageTap | None = None,
     ) -> None:
         pool = self._upstream_pool()
-        headers = self._upstream_headers(scope, key)
+        headers = self._upstream_headers(scope, key, bound)
         host = target[1]
         current = asyncio.current_task()
         assert current is not None
@@ -571,16 +771,28 @@ class Gateway:
         sent_at = time.perf_counter()
         response = None
         try:
+            ex.forwarded = True
             try:
-                response = await pool.request(ex.method, *target, headers, body)
+                response = await pool.request(ex.method, *target, headers, body.data)
             except ForbiddenAddress:
-                raise Refusal(403, "upstream_not_allowed", "the upstream resolves to a non-public address") from None
-            except UpstreamTimeout:
+                ex.forwarded = False
+                raise Refusal(
+                    403,
+                    "upstream_not_allowed",
+                    "the upstream resolves to a non-public address; to reach loopback or private addresses "
+                    "(a local model), start the gateway with --allow-private-upstreams",
+                ) from None
+            except UpstreamTimeout as exc:
+                ex.forwarded = exc.sent
                 raise Refusal(
                     504, "upstream_timeout", f"the upstream did not answer within its timeout ({host})"
                 ) from None
-            except UpstreamError:
+            except UpstreamError as exc:
+                ex.forwarded = exc.sent
                 raise Refusal(502, "upstream_unreachable", f"could not reach the upstream ({host})") from None
+            finally:
+                # Sent (or never to be): a stream that lasts minutes does not hold its request body.
+                body.release()
             ex.ttfb = time.perf_counter() - sent_at
             self.metrics.upstream_ttfb.observe(ex.ttfb)
             if not _relayable(response.status, response.headers):
@@ -636,7 +848,7 @@ class Gateway:
     def _downstream_headers(
         self, headers: list[tuple[bytes, bytes]], ex: _Exchange, origin: str | None, key: KeyConfig | None
     ) -> list[tuple[bytes, bytes]]:
-        out = [(name, value) for name, value in headers if name.lower().decode("latin-1") not in _NOT_DOWNSTREAM]
+        out = [(name, value) for name, value in headers if _downstream(name.lower())]
         out.append((b"cache-control", b"no-store"))
         out.append((b"x-request-id", ex.request_id.encode()))
         out.extend(self._cors(origin, key))
@@ -689,10 +901,13 @@ class Gateway:
 
     async def _local_route(self, scope: Scope, send: Send, ex: _Exchange, origin: str | None) -> None:
         path = scope.get("path", "/")
-        if ex.method in ("GET", "HEAD") and path.endswith("/healthz"):
+        root = scope.get("root_path", "")
+        if root and path.startswith(root):  # mounted under a prefix by an embedding application
+            path = path[len(root) :] or "/"
+        if ex.method in ("GET", "HEAD") and path == "/healthz":
             ex.status, ex.code = 200, "health"
             await self._send_body(send, 200, b'{"status":"ok"}\n', b"application/json", ex, origin, None)
-        elif ex.method in ("GET", "HEAD") and path.endswith("/metrics"):
+        elif ex.method in ("GET", "HEAD") and path == "/metrics":
             ex.status, ex.code = 200, "metrics"
             body = self.metrics.render().encode()
             await self._send_body(send, 200, body, b"text/plain; version=0.0.4; charset=utf-8", ex, origin, None)
@@ -707,11 +922,14 @@ class Gateway:
         ex.status, ex.code = exc.status, exc.code
         error: dict[str, Any] = {"code": exc.code, "message": exc.message, "request_id": ex.request_id}
         retry_after = exc.extra.pop("retry_after", None)
+        close = exc.extra.pop("close", False)
         error.update(exc.extra)
         body = json.dumps({"error": error}).encode() + b"\n"
         extra = [(b"x-signgate-error", exc.code.encode())]
         if retry_after is not None:
             extra.append((b"retry-after", str(retry_after).encode()))
+        if close:  # what follows on this connection is not HTTP/1.1 the gateway can read
+            extra.append((b"connection", b"close"))
         await self._send_body(send, exc.status, body, b"application/json", ex, origin, key, extra)
 
     async def _send_body(
@@ -763,6 +981,60 @@ def _access_line(ex: _Exchange) -> str:
         f'"duration_ms": {round((time.perf_counter() - ex.started) * 1000, 2)!r}, "ttfb_ms": {ttfb}, '
         f'"bytes_in": {ex.bytes_in!r}, "bytes_out": {ex.bytes_out!r}}}'
     )
+
+
+def _not_upstream(name: str) -> bool:
+    """Whether a (lower-case) request header may never travel upstream."""
+    return name in _NOT_UPSTREAM or name.startswith(_NOT_UPSTREAM_PREFIXES)
+
+
+def _downstream(name: bytes) -> bool:
+    """Whether an upstream's (lower-case) answer header may reach the browser."""
+    return name not in _NOT_DOWNSTREAM_BYTES and not name.startswith(_NOT_DOWNSTREAM_PREFIXES)
+
+
+def _claims_json(body: bytes, content_type: str) -> bool:
+    """A body that says it is JSON (its media type) or looks like it (its first byte after JSON's
+    whitespace). Other bodies (audio, forms) are counted by their size."""
+    media_type = content_type.partition(";")[0].strip(" \t").lower()
+    if media_type == "application/json" or media_type.endswith("+json"):
+        return True
+    return body.lstrip(b" \t\r\n")[:1] in (b"{", b"[")
+
+
+class _BufferBudget:
+    """The request-body bytes one worker holds at once, across all requests (``max_buffered``)."""
+
+    __slots__ = ("limit", "used")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+
+class Body:
+    """A request body, and the share of the worker's buffer budget it holds until it is sent."""
+
+    __slots__ = ("_budget", "data", "held")
+
+    def __init__(self, budget: _BufferBudget) -> None:
+        self._budget = budget
+        self.data = b""
+        self.held = 0
+
+    def reserve(self, size: int) -> None:
+        budget = self._budget
+        if budget.used + size > budget.limit:
+            raise Refusal(
+                503, "at_capacity", "the gateway holds as many request bodies as it may; retry shortly", retry_after=1
+            )
+        budget.used += size
+        self.held += size
+
+    def release(self) -> None:
+        self._budget.used -= self.held
+        self.held = 0
+        self.data = b""
 
 
 def _relayable(status: int, headers: list[tuple[bytes, bytes]]) -> bool:

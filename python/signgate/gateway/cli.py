@@ -132,6 +132,11 @@ def add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     lim.add_argument("--max-body", metavar="SIZE", help="largest request body (default: 1MiB)")
     lim.add_argument("--max-header-bytes", metavar="SIZE", help="largest request header block (default: 16KiB)")
     lim.add_argument(
+        "--max-buffered",
+        metavar="SIZE",
+        help="request-body bytes a worker holds at once across all requests; beyond it, 503 (default: 64MiB)",
+    )
+    lim.add_argument(
         "--max-streams", type=int, metavar="N", help="concurrent upstream requests per worker (default: 9000)"
     )
     lim.add_argument("--max-expires", type=int, metavar="SECONDS", help="longest accepted X-Sw-Expires (default: 3600)")
@@ -185,7 +190,7 @@ def config_from_args(args: argparse.Namespace) -> GatewayConfig:
             if value <= 0:
                 raise CommandError(f"--{name.replace('_', '-')} must be positive, got {value}")
             changes[name] = value
-    for name in ("max_body", "max_header_bytes"):
+    for name in ("max_body", "max_header_bytes", "max_buffered"):
         if getattr(args, name) is not None:
             changes[name] = parse_size(getattr(args, name), f"--{name.replace('_', '-')}")
     if args.cors_origin:
@@ -200,6 +205,9 @@ def config_from_args(args: argparse.Namespace) -> GatewayConfig:
         changes["store_fail_open"] = True
     if args.usage_webhook is not None:
         changes["usage_webhook"] = check_webhook(args.usage_webhook, "--usage-webhook")
+    if args.workers < 1:
+        raise CommandError(f"--workers must be at least 1, got {args.workers}")
+    changes["workers"] = args.workers
     config = replace(config, **changes)
 
     key = _key_from_flags(args)
@@ -211,6 +219,12 @@ def config_from_args(args: argparse.Namespace) -> GatewayConfig:
         )
     if not config.keys:
         raise CommandError("no keys configured: give ID SECRET, --id ID --secret-env VAR, or --config FILE")
+    limited = sorted(k.id for k in config.keys.values() if k.limits or k.tenant_limits or k.user_limits)
+    if config.workers > 1 and (config.store is None or config.store == "memory") and limited:
+        raise CommandError(
+            f"key(s) {limited} have limits, and with {config.workers} workers each would count on its own in "
+            "memory: give --store redis://host:port/db (shared by every worker), or run one worker"
+        )
     return config
 
 
@@ -326,13 +340,18 @@ def run_serve(args: argparse.Namespace) -> int:
             import redis  # noqa: F401
         except ImportError:
             raise CommandError("--store redis://... needs the redis client: pip install 'signgate[redis]'") from None
-    if args.workers < 1:
-        raise CommandError(f"--workers must be at least 1, got {args.workers}")
+    if config.workers > 1 and (config.store is None or config.store == "memory"):
+        print(
+            f"signgate serve: warning: with {config.workers} workers and the memory store, single-use URLs are "
+            "refused (503 store_unavailable): give --store redis://host:port/db to share them",
+            file=sys.stderr,
+        )
     options: dict[str, Any] = {
         "host": args.host,
         "port": args.port,
         "loop": "uvloop",
         "http": configure(config),  # httptools with a deadline and a size cap for the request head
+        "ws": "none",  # an upgrade reaches the gateway as HTTP, which refuses it in JSON
         "lifespan": "on",
         "access_log": False,
         "log_config": _logging_config(args.log_level),

@@ -44,9 +44,24 @@ class UpstreamError(Exception):
     """The upstream could not be reached, broke the connection or answered something that is not
     HTTP."""
 
+    #: Whether the request may have reached the upstream (False: it failed before being sent).
+    sent = True
+
 
 class UpstreamTimeout(UpstreamError):
     """The upstream did not connect, or sent nothing, within its timeout."""
+
+
+class ConnectError(UpstreamError):
+    """The upstream's name did not resolve, or no connection could be made: nothing was sent."""
+
+    sent = False
+
+
+class ConnectTimeout(UpstreamTimeout):
+    """No connection within the connect timeout: nothing was sent."""
+
+    sent = False
 
 
 class _Connection(asyncio.Protocol):
@@ -434,7 +449,7 @@ class UpstreamPool:
             try:
                 infos = list(await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM))
             except socket.gaierror as exc:
-                raise UpstreamError(f"cannot resolve {host}: {exc.strerror}") from None
+                raise ConnectError(f"cannot resolve {host}: {exc.strerror}") from None
         if not self.allow_private:
             for info in infos:
                 if not is_public(str(info[4][0])):
@@ -460,7 +475,7 @@ class UpstreamPool:
                     # IPv6 route costs 0.25 s, not the whole connect timeout.
                     sock = await aiohappyeyeballs.start_connection(infos, happy_eyeballs_delay=0.25, interleave=1)
                 except OSError as exc:
-                    raise UpstreamError(f"could not connect to {host}: {exc.strerror or exc}") from None
+                    raise ConnectError(f"could not connect to {host}: {exc.strerror or exc}") from None
                 try:
                     transport, conn = await loop.create_connection(
                         lambda: _Connection(self, key),
@@ -470,9 +485,9 @@ class UpstreamPool:
                     )
                 except OSError as exc:  # the TLS handshake or certificate check failed
                     sock.close()
-                    raise UpstreamError(f"could not connect to {host}: {exc.strerror or exc}") from None
+                    raise ConnectError(f"could not connect to {host}: {exc.strerror or exc}") from None
         except TimeoutError:
-            raise UpstreamTimeout(f"could not connect to {host} within {self.connect_timeout:g} s") from None
+            raise ConnectTimeout(f"could not connect to {host} within {self.connect_timeout:g} s") from None
         conn.transport = transport
         self._open.add(conn)
         return conn

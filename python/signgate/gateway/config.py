@@ -93,6 +93,11 @@ class KeyConfig:
     limits: Limits = field(default_factory=Limits)
     tenant_limits: Limits = field(default_factory=Limits)
     user_limits: Limits = field(default_factory=Limits)
+    #: The lower-case names of the headers this key adds (they replace the client's).
+    header_names: frozenset[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "header_names", frozenset(name.lower() for name, _ in self.headers))
 
     @property
     def has_budgets(self) -> bool:
@@ -110,6 +115,7 @@ class GatewayConfig:
     cors_origins: tuple[str, ...] = ()
     allow_private_upstreams: bool = False
     max_body: int = 1024 * 1024
+    max_buffered: int = 64 * 1024 * 1024
     max_header_bytes: int = 16 * 1024
     max_streams: int = 9000
     max_expires: int = 3600
@@ -123,6 +129,7 @@ class GatewayConfig:
     store_fail_open: bool = False
     usage_webhook: str | None = None
     usage_hook: Callable[[UsageRecord], Any] | None = None
+    workers: int = 1
 
     def __repr__(self) -> str:
         return f"GatewayConfig(keys={sorted(self.keys)}, max_streams={self.max_streams})"
@@ -196,6 +203,7 @@ def _str_list(value: Any, where: str) -> list[str]:
 _GATEWAY_FIELDS: dict[str, Callable[[Any, str], Any]] = {
     "max_body": lambda v, w: parse_size(v, w),
     "max_header_bytes": lambda v, w: parse_size(v, w),
+    "max_buffered": lambda v, w: parse_size(v, w),
     "max_streams": lambda v, w: _positive(v, w, int),
     "max_expires": lambda v, w: _positive(v, w, int),
     "skew": lambda v, w: _positive(v, w, int),

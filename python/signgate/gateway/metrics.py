@@ -10,8 +10,6 @@ import os
 from bisect import bisect_left
 from collections import Counter
 
-_MAX_TOKEN_SERIES = 2000
-
 
 def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
@@ -65,19 +63,16 @@ class Metrics:
         self.store_errors = 0
         self.webhook_failed = 0
         self.webhook_dropped = 0
-        # (key, tenant, user, estimated) -> [prompt, completion]; users beyond the cap are pooled
-        self.tokens: dict[tuple[str, str, str, bool], list[int]] = {}
+        # (key, estimated) -> [prompt, completion]. No tenant or user ids: metrics are readable by
+        # whoever can scrape them, and ids would make a series per user (per-user usage goes to
+        # the usage hook or webhook instead).
+        self.tokens: dict[tuple[str, bool], list[int]] = {}
         self.upstream_ttfb = Histogram(
             "signgate_upstream_ttfb_seconds", "Time from sending upstream to its first response byte."
         )
 
-    def count_tokens(
-        self, key: str, tenant: str | None, user: str | None, prompt: int, completion: int, estimated: bool
-    ) -> None:
-        labels = (key, tenant or "", user or "", estimated)
-        if labels not in self.tokens and len(self.tokens) >= _MAX_TOKEN_SERIES:
-            labels = (key, tenant or "", "_other", estimated)
-        counts = self.tokens.setdefault(labels, [0, 0])
+    def count_tokens(self, key: str, prompt: int, completion: int, estimated: bool) -> None:
+        counts = self.tokens.setdefault((key, estimated), [0, 0])
         counts[0] += prompt
         counts[1] += completion
 
@@ -105,14 +100,11 @@ class Metrics:
             f"signgate_tasks{{{worker}}} {_task_count()}",
         ]
         lines += [
-            "# HELP signgate_tokens_total Tokens used, by key, tenant, user and kind; estimated when the upstream "
-            "reported none.",
+            "# HELP signgate_tokens_total Tokens used, by key and kind; estimated when the upstream reported none.",
             "# TYPE signgate_tokens_total counter",
         ]
-        for (key, tenant, user, estimated), (prompt, completion) in sorted(self.tokens.items()):
-            base = f'{worker},key="{_label(key)}",tenant="{_label(tenant)}",user="{_label(user)}",' + (
-                f'estimated="{str(estimated).lower()}"'
-            )
+        for (key, estimated), (prompt, completion) in sorted(self.tokens.items()):
+            base = f'{worker},key="{_label(key)}",estimated="{str(estimated).lower()}"'
             lines.append(f'signgate_tokens_total{{{base},kind="prompt"}} {prompt}')
             lines.append(f'signgate_tokens_total{{{base},kind="completion"}} {completion}')
         lines += [

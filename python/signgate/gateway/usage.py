@@ -1,20 +1,38 @@
 """Token accounting: read ``usage`` from the upstream's answer, or estimate it.
 
-For a streamed chat completion the gateway asks the upstream for usage
-(``stream_options.include_usage``) when it needs it for budgets or billing, and removes that
-extra chunk from the client's stream if the client did not ask for it. When no usage arrives
-(the client hung up, or the upstream does not report it), tokens are estimated from the text,
-about four characters a token, and the record says so.
+Every request a control accounts for is charged, whatever its body or its answer looks like:
+
+- a JSON body is read strictly (:mod:`signgate.strict_json`) and its prompt text counted; any
+  other body counts by its size;
+- for a streamed chat completion the gateway asks the upstream for usage
+  (``stream_options.include_usage``) when budgets or billing need it, and removes that extra chunk
+  from the client's stream if the client did not ask for it;
+- the answer is watched as server-sent events (any line ending), as JSON, or, when it is neither
+  or too large to hold, as bytes. When no usage arrives (the client hung up, the upstream does not
+  report it, or the answer has an unexpected shape), tokens are estimated at about four
+  characters a token from the prompt and from every piece of text in the answer, and the record
+  says ``estimated``.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-_MAX_JSON_BODY = 8 * 1024 * 1024
+from .policy import prompt_chars
+
+_MAX_JSON_ANSWER = 8 * 1024 * 1024  # a JSON answer held for reading; beyond it, counted by size
+_MAX_EVENT = 1024 * 1024  # an unfinished SSE event held; beyond it, the stream is counted by size
+# A blank line ends an event; lines end with CR LF, LF or CR (the WHATWG EventSource rules).
+_EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r|\n\r\n|\r\n\n")
+# Answer fields that name or describe, and hold no generated text.
+_META = frozenset(
+    {"id", "object", "model", "system_fingerprint", "role", "finish_reason", "type", "service_tier", "created"}
+)
+_USAGE_FIELDS = ("prompt_tokens", "completion_tokens", "total_tokens")
 
 
 @dataclass(slots=True)
@@ -38,12 +56,24 @@ class UsageRecord:
         return asdict(self)
 
 
-def _chars(content: Any) -> int:
-    if isinstance(content, str):
-        return len(content)
-    if isinstance(content, list):
-        return sum(len(p.get("text", "")) for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
-    return 0
+def _tokens(chars: int) -> int:
+    return math.ceil(chars / 4)
+
+
+def answer_chars(value: Any) -> int:
+    """Characters of generated text in an answer object: every string but identifiers and
+    metadata, and nothing of its ``usage``."""
+    total = 0
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            total += len(item)
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(child for key, child in item.items() if key not in _META and key != "usage")
+    return total
 
 
 @dataclass(slots=True)
@@ -55,104 +85,116 @@ class UsageTap:
     strip_usage_chunk: bool
     usage: dict[str, int] | None = None
     completion_chars: int = 0
-    _sse: bool = False
+    _mode: str = "json"  # "sse", "json", or "bytes" (counted by size)
     _pending: bytes = b""
     _json: list[bytes] = field(default_factory=list)
     _json_size: int = 0
 
     @classmethod
-    def for_request(cls, body: bytes, ask_for_usage: bool) -> tuple[UsageTap | None, bytes]:
-        """A tap for a chat-completions-shaped JSON body (and the body to send), or (None, body)."""
-        if not body or body[:1] not in (b"{", b" ", b"\n"):
-            return None, body
-        try:
-            data = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            return None, body
-        if not isinstance(data, dict) or "model" not in data:
-            return None, body
-        prompt = sum(_chars(m.get("content")) for m in data.get("messages") or [] if isinstance(m, dict))
-        prompt += _chars(data.get("prompt"))
+    def for_request(cls, data: Any, body_size: int, ask_for_usage: bool) -> tuple[UsageTap, bool]:
+        """A tap for a request whose strictly read body is ``data`` (None: no body, or one that is
+        not JSON, ``body_size`` bytes long). Returns the tap, and whether it changed ``data`` (it
+        asks a streaming upstream for usage when ``ask_for_usage``)."""
+        if isinstance(data, dict):
+            prompt = prompt_chars(data)
+        elif data is not None:
+            prompt = answer_chars(data)
+        else:
+            prompt = body_size
+        model = data.get("model") if isinstance(data, dict) and isinstance(data.get("model"), str) else None
         strip = False
-        if ask_for_usage and data.get("stream") is True:
+        if ask_for_usage and isinstance(data, dict) and data.get("stream") is True:
             options = data.get("stream_options")
             if not isinstance(options, dict) or options.get("include_usage") is not True:
                 data["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
-                body = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
                 strip = True
-        model = data.get("model") if isinstance(data.get("model"), str) else None
-        return cls(model=model, prompt_chars=prompt, strip_usage_chunk=strip), body
+        return cls(model=model, prompt_chars=prompt, strip_usage_chunk=strip), strip
 
     def start(self, content_type: str) -> None:
-        self._sse = content_type.startswith("text/event-stream")
+        media_type = content_type.partition(";")[0].strip().lower()
+        self._mode = "sse" if media_type == "text/event-stream" else "json"
 
     def feed(self, chunk: bytes) -> bytes:
         """Inspect a chunk of the answer; return what to forward to the client."""
-        if not self._sse:
-            if self._json_size < _MAX_JSON_BODY:
+        if self._mode == "json":
+            if self._json_size + len(chunk) <= _MAX_JSON_ANSWER:
                 self._json.append(chunk)
                 self._json_size += len(chunk)
+            else:
+                self._to_bytes(b"".join(self._json))
+                self.completion_chars += len(chunk)
             return chunk
-        data = self._pending + chunk
+        if self._mode == "bytes":
+            self.completion_chars += len(chunk)
+            return chunk
+        data = self._pending + chunk if self._pending else chunk
         out = []
         start = 0
-        while True:
-            end, sep = data.find(b"\n\n", start), 2
-            crlf = data.find(b"\r\n\r\n", start)
-            if crlf != -1 and (end == -1 or crlf < end):
-                end, sep = crlf, 4
-            if end == -1:
-                break
-            event = data[start : end + sep]
+        while (end := _EVENT_END.search(data, start)) is not None:
+            event = data[start : end.end()]
             if self._keep(event):
                 out.append(event)
-            start = end + sep
-        self._pending = data[start:]
+            start = end.end()
+        rest = data[start:]
+        if len(rest) > _MAX_EVENT:
+            # No event ends: stop parsing, forward as it comes, and count it by size.
+            self._pending = b""
+            self._mode = "bytes"
+            self.completion_chars += len(rest)
+            out.append(rest)
+        else:
+            self._pending = rest
         return b"".join(out)
 
+    def _to_bytes(self, held: bytes) -> None:
+        self._json = []
+        self._mode = "bytes"
+        self.completion_chars += len(held)
+
     def flush(self) -> bytes:
-        """What is left of an unterminated last event, forwarded as it is."""
+        """What is left of an unterminated last event, forwarded as it is (and counted)."""
         pending, self._pending = self._pending, b""
+        if pending:
+            self._keep(pending)
         return pending
 
     def _keep(self, event: bytes) -> bool:
-        payload = b"".join(line[5:].lstrip(b" ") for line in event.splitlines() if line.startswith(b"data:"))
+        payload = b"\n".join(line[5:].removeprefix(b" ") for line in event.splitlines() if line.startswith(b"data:"))
         if not payload or payload == b"[DONE]":
             return True
         try:
             obj = json.loads(payload)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, RecursionError):
+            self.completion_chars += len(payload)
             return True
         if not isinstance(obj, dict):
+            self.completion_chars += answer_chars(obj)
             return True
-        for choice in obj.get("choices") or []:
-            if isinstance(choice, dict):
-                delta = choice.get("delta") or choice.get("message") or {}
-                if isinstance(delta, dict):
-                    self.completion_chars += _chars(delta.get("content"))
-                if isinstance(choice.get("text"), str):
-                    self.completion_chars += len(choice["text"])
-        self._take_usage(obj.get("usage"))
-        return not (self.strip_usage_chunk and obj.get("usage") and not obj.get("choices"))
+        self.completion_chars += answer_chars(obj)
+        usage = obj.get("usage")
+        self._take_usage(usage)
+        return not (self.strip_usage_chunk and usage and not obj.get("choices"))
 
     def _take_usage(self, usage: Any) -> None:
         if isinstance(usage, dict):
-            numbers = {k: v for k, v in usage.items() if k in ("prompt_tokens", "completion_tokens", "total_tokens")}
-            if all(type(v) is int and v >= 0 for v in numbers.values()) and numbers:
+            numbers = {k: v for k, v in usage.items() if k in _USAGE_FIELDS}
+            if numbers and all(type(v) is int and v >= 0 for v in numbers.values()):
                 self.usage = numbers
 
     def finish(self) -> None:
-        """Read usage from a complete JSON answer."""
-        if not self._sse and self._json:
-            try:
-                obj = json.loads(b"".join(self._json))
-            except (ValueError, UnicodeDecodeError):
-                return
-            if isinstance(obj, dict):
-                self._take_usage(obj.get("usage"))
-                for choice in obj.get("choices") or []:
-                    if isinstance(choice, dict) and isinstance(choice.get("message"), dict):
-                        self.completion_chars += _chars(choice["message"].get("content"))
+        """Read usage (or the text to estimate from) from a complete JSON answer."""
+        if self._mode != "json" or not self._json:
+            return
+        held = b"".join(self._json)
+        self._json = []
+        try:
+            obj = json.loads(held)
+        except (ValueError, RecursionError):
+            self._to_bytes(held)
+            return
+        if isinstance(obj, dict):
+            self._take_usage(obj.get("usage"))
+        self.completion_chars += answer_chars(obj)
 
     def tokens(self) -> tuple[int, int, int, bool]:
         """(prompt, completion, total, estimated)."""
@@ -160,5 +202,5 @@ class UsageTap:
             prompt = self.usage.get("prompt_tokens", 0)
             completion = self.usage.get("completion_tokens", 0)
             return prompt, completion, self.usage.get("total_tokens", prompt + completion), False
-        prompt, completion = math.ceil(self.prompt_chars / 4), math.ceil(self.completion_chars / 4)
+        prompt, completion = _tokens(self.prompt_chars), _tokens(self.completion_chars)
         return prompt, completion, prompt + completion, True
