@@ -103,6 +103,9 @@ def sign() -> Response:
         response_format=body["response_format"],
         require_stream=True,
         max_user_chars=cap,
+        # Only the fields this request has (and max_tokens, under its ceiling): any
+        # other field, such as service_tier or n, is refused instead of passing unchecked.
+        fields=[*body, "max_tokens"],
     )
     user = hashlib.sha256(session[security.SESSION_KEY].encode()).hexdigest()[:24]
     signed = active.sign(
