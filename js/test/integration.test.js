@@ -30,8 +30,9 @@ before(async () => {
 	stack = spawn(python, ['-m', 'demo', '--port', port, '--gateway-port', gatewayPort,
 		'--standin-port', standinPort, '--quiet'].map(String), {
 		cwd: root,
-		// 2 s signed URLs, so a held-back request expires at the real gateway
-		env: {...process.env, SIGN_EXPIRES: '2', SIGN_RATE_LIMIT: '100'},
+		// 3 s signed URLs, so a held-back request expires at the real gateway. A URL lives from the
+		// whole second it was signed in until that instant + 3 s: between 2 and 3 s of real time.
+		env: {...process.env, SIGN_EXPIRES: '3', SIGN_RATE_LIMIT: '100'},
 	});
 	stack.stdout.on('data', chunk => { output += chunk; });
 	stack.stderr.on('data', chunk => { output += chunk; });
@@ -92,7 +93,7 @@ test('askJSON streams the answer through the real gateway and parses it', async 
 });
 
 test('an expired signed request is re-signed once, at the real gateway', async () => {
-	const {fetchImpl, gatewayCalls, signCalls} = recording({delayFirst: 3500});
+	const {fetchImpl, gatewayCalls, signCalls} = recording({delayFirst: 4500});
 	const answer = await askJSON(`${app}/api/search/sign`, {query: 'a red hatchback'}, {
 		headers: await session(),
 		fetch: fetchImpl,
@@ -121,8 +122,9 @@ test('signedFetch returns the gateway response; a replay of a single-use URL is 
 	});
 	assert.equal(response.status, 200);
 	assert.match(response.headers.get('content-type'), /^text\/event-stream/);
-	assert.match(await response.text(), /data: \[DONE]/);
+	// Replayed while the first answer streams: well inside the URL's lifetime, so only the nonce refuses it.
 	const replay = await fetch(gatewayCalls[0].url, gatewayCalls[0].init);
 	assert.equal(replay.status, 409);
 	assert.equal((await replay.json()).error.code, 'replayed');
+	assert.match(await response.text(), /data: \[DONE]/);
 });
