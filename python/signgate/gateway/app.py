@@ -9,7 +9,6 @@ CORS headers, so a browser can read it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -290,6 +289,9 @@ class Gateway:
         self._webhook_queue: asyncio.Queue[UsageRecord] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._buffers = _BufferBudget(config.max_buffered)
+        # Keys whose requests budgets or billing account for (and whose streams are asked for usage).
+        sinks = config.usage_hook is not None or config.usage_webhook is not None
+        self._usage_keys = frozenset(k.id for k in config.keys.values() if sinks or k.has_budgets)
         # With several workers and the memory store, each worker would count a nonce on its own.
         self._nonces_unshared = config.workers > 1 and (config.store is None or config.store == "memory")
 
@@ -380,7 +382,7 @@ class Gateway:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         ex = _Exchange(request_id=os.urandom(8).hex(), method=scope["method"], started=time.perf_counter())
         headers: dict[str, str] = {}
-        repeated: list[str] = []
+        repeated: list[str] | None = None
         size = 0
         for raw_name, raw_value in scope["headers"]:
             size += len(raw_name) + len(raw_value)
@@ -389,6 +391,8 @@ class Gateway:
             if name in headers:
                 # Joined as HTTP allows for lists; a bound header may not be sent twice (below).
                 headers[name] = f"{headers[name]}, {value}"
+                if repeated is None:
+                    repeated = []
                 repeated.append(name)
             else:
                 headers[name] = value
@@ -423,7 +427,7 @@ class Gateway:
             limit = key.max_expires or self.config.max_expires
             if params.expires > limit:
                 raise ExpiryTooLong(f"X-Sw-Expires is {params.expires} s but this gateway accepts at most {limit} s")
-            for name in repeated:
+            for name in repeated or ():
                 if name in params.signed_headers:
                     raise MalformedRequest(name, "is a signed header sent more than once; send it once, as signed")
             # Everything that needs no body is checked before any body is read: a client without a
@@ -444,7 +448,11 @@ class Gateway:
                     "single-use URLs need one store shared by every worker; start the gateway with "
                     "--store redis://... (or one worker)",
                 )
-            tap = self._read_json(body, key, ext, headers)
+            tap = (
+                self._read_json(body, key, ext, headers)
+                if body.data or ext.policy is not None or key.id in self._usage_keys
+                else None
+            )
             scopes = self._scopes(key, ext)
             admission = await self._admit(ext, scopes, ex)
             bound = verified.bound_headers
@@ -507,7 +515,7 @@ class Gateway:
                         raise Refusal(
                             413, "body_too_large", f"the body exceeds the limit of {self.config.max_body} bytes"
                         )
-                    if declared is None:
+                    if declared is None and chunk:
                         body.reserve(len(chunk))
                     chunks.append(chunk)
                     if not message.get("more_body", False):
@@ -531,29 +539,27 @@ class Gateway:
         read another way: a body that is, or claims to be, JSON is read by strict_json, and any
         failure refuses the request. With none of them (metrics only), an unreadable body is
         counted by its size instead."""
-        controlled = ext.policy is not None or self._wants_usage(key)
-        if not body.data and not controlled:
-            return None
+        wants_usage = key.id in self._usage_keys
+        controlled = ext.policy is not None or wants_usage
         data: Any = None
         if body.data:
             if controlled and (ext.policy is not None or _claims_json(body.data, headers.get("content-type", ""))):
                 data = strict_json.loads(body.data)
             elif not controlled:
-                with contextlib.suppress(InvalidJSON):
-                    data = strict_json.loads(body.data)
+                # Counted for the metrics only, never enforced or rewritten: any reading will do.
+                try:
+                    data = json.loads(body.data)
+                except (ValueError, RecursionError):
+                    data = None  # counted by its size
         changed = False
         if ext.policy is not None:
             changed = enforce(ext.policy, data)
         elif isinstance(data, dict) and controlled:
             check_fields(data)
-        tap, asked = UsageTap.for_request(data, len(body.data), self._wants_usage(key))
+        tap, asked = UsageTap.for_request(data, len(body.data), wants_usage)
         if changed or asked:
             body.data = strict_json.dumps(data)
         return tap
-
-    def _wants_usage(self, key: KeyConfig) -> bool:
-        """Ask streaming upstreams for usage only when budgets or billing need it."""
-        return key.has_budgets or self.config.usage_hook is not None or self.config.usage_webhook is not None
 
     @staticmethod
     def _scopes(key: KeyConfig, ext: _Extensions) -> list[LimitScope]:
@@ -716,7 +722,13 @@ class Gateway:
         out = []
         for raw_name, raw_value in scope["headers"]:
             name = raw_name.decode("latin-1")
-            if name in bound or name in added or name in connection_listed or _not_upstream(name):
+            if (
+                name in bound
+                or name in added
+                or name in connection_listed
+                or name in _NOT_UPSTREAM
+                or name.startswith(_NOT_UPSTREAM_PREFIXES)
+            ):
                 continue
             out.append((name, raw_value.decode("latin-1")))
         # A bound header is never dropped by the client (naming it in Connection does nothing).
