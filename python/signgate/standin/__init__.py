@@ -1,7 +1,9 @@
-"""signgate's offline stand-in for an OpenAI-compatible API: a deterministic parser, not a model.
+"""signgate's offline stand-in for four LLM APIs: a deterministic parser, not a model.
 
-:func:`extract` fills a JSON schema from plain words; :func:`create_app` serves it as
-``POST /v1/chat/completions``; :func:`serve` runs that with uvicorn. See ``docs/standin.md``.
+:func:`extract` fills a JSON schema from plain words; :func:`respond` answers a request read by
+:mod:`signgate.providers` with text or a tool call; :func:`create_app` serves that as OpenAI Chat
+Completions and Responses, Anthropic Messages and Google Gemini; :func:`serve` runs it with
+uvicorn. See ``docs/standin.md``.
 """
 
 from .cli import add_arguments as add_arguments
@@ -9,6 +11,7 @@ from .cli import run as run
 from .model import PLAIN_ANSWER as PLAIN_ANSWER
 from .model import extract as extract
 from .model import reply as reply
+from .answers import respond as respond
 from .server import StandinApp as StandinApp
 from .server import Stats as Stats
 from .server import create_app as create_app
@@ -22,6 +25,7 @@ __all__ = [
     "create_app",
     "extract",
     "reply",
+    "respond",
     "run",
     "serve",
 ]
