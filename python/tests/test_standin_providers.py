@@ -8,6 +8,7 @@ the same clients' pydantic types: a missing required field fails here before it 
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import socket
@@ -573,3 +574,37 @@ def test_refusals_are_shaped_as_their_api(
     else:
         assert set(error["error"]) == {"message", "type", "param", "code"}
     assert KEY not in raw.decode()
+
+
+@pytest.mark.parametrize(
+    ("path", "header", "body"),
+    [
+        ("/v1/chat/completions", "authorization", {"model": "m", "messages": user("hi")}),
+        ("/v1/messages", "x-api-key", {"model": "c", "max_tokens": 5, "messages": user("hi")}),
+        ("/v1beta/models/g:generateContent", "x-goog-api-key", {"contents": [{"parts": [{"text": "hi"}]}]}),
+    ],
+    ids=["chat", "anthropic", "gemini"],
+)
+@pytest.mark.parametrize("right_first", [True, False], ids=["right-first", "right-last"])
+def test_a_repeated_key_header_is_refused(
+    standin: Standin, path: str, header: str, body: dict[str, Any], right_first: bool
+) -> None:
+    """Two key headers, one right: which one a server reads is a guess, so neither counts."""
+    right = f"Bearer {KEY}" if header == "authorization" else KEY
+    wrong = "Bearer sk-other" if header == "authorization" else "sk-other"
+    values = [right, wrong] if right_first else [wrong, right]
+    connection = http.client.HTTPConnection(standin.url.removeprefix("http://"), timeout=20)
+    try:
+        payload = json.dumps(body).encode()
+        connection.putrequest("POST", path)
+        for value in values:
+            connection.putheader(header, value)
+        connection.putheader("anthropic-version", "2023-06-01")
+        connection.putheader("content-type", "application/json")
+        connection.putheader("content-length", str(len(payload)))
+        connection.endheaders(payload)
+        response = connection.getresponse()
+        assert response.status == 401
+        assert KEY not in response.read().decode()
+    finally:
+        connection.close()
