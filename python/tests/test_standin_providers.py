@@ -608,3 +608,11 @@ def test_a_repeated_key_header_is_refused(
         assert KEY not in response.read().decode()
     finally:
         connection.close()
+
+
+def test_model_lists(standin: Standin) -> None:
+    with standin.openai() as client:
+        assert [m.id for m in client.models.list()] == ["signgate-standin"]
+    options = genai_types.HttpOptions(base_url=standin.url, api_version="v1beta")
+    with genai.Client(api_key=KEY, http_options=options) as gemini:
+        assert [m.name for m in gemini.models.list()] == ["models/signgate-standin"]
