@@ -6,12 +6,12 @@ Completions and Responses, Anthropic Messages and Google Gemini; :func:`serve` r
 uvicorn. See ``docs/standin.md``.
 """
 
+from .answers import respond as respond
 from .cli import add_arguments as add_arguments
 from .cli import run as run
 from .model import PLAIN_ANSWER as PLAIN_ANSWER
 from .model import extract as extract
 from .model import reply as reply
-from .answers import respond as respond
 from .server import StandinApp as StandinApp
 from .server import Stats as Stats
 from .server import create_app as create_app
