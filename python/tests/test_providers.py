@@ -74,7 +74,7 @@ def test_find_picks_the_provider_from_method_and_path(
         ("POST", "/v1beta/models/m:embedContent", {}, 404, gemini),
         ("POST", "/v1beta/cachedContents", {}, 404, gemini),
         ("POST", "/v1beta/models/m:streamGenerateContent", {}, 400, gemini),
-        ("POST", "/v1beta/models/m:streamGenerateContent", {"alt": ["sse", "sse"]}, 401, gemini),
+        ("POST", "/v1beta/models/m:streamGenerateContent", {"alt": ["sse", "sse"]}, 400, gemini),
         ("GET", "/v1/messages", {}, 405, anthropic),
     ],
 )

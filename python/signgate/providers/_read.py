@@ -132,17 +132,12 @@ def joined_text(parts: Sequence[str]) -> str:
 
 
 def one_query_value(query: Query, name: str) -> str | None:
-    """The one value of query parameter ``name``, None if absent; a 401 if it is repeated
-    (two keys are a request nobody can attribute)."""
+    """The one value of query parameter ``name``, None if absent; a 400 if it is repeated."""
     values = query.get(name)
     if not values:
         return None
     if len(values) > 1:
-        raise ProviderError(
-            f"The query parameter {name!r} appears {len(values)} times; send it once.",
-            status=401,
-            code="invalid_api_key",
-        )
+        raise ProviderError(f"The query parameter {name!r} appears {len(values)} times; send it once.", param=name)
     return values[0]
 
 
