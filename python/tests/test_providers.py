@@ -352,6 +352,22 @@ def test_api_key_is_found_in_one_place_only(
     assert "sk-1" not in caught.value.message
 
 
+def test_a_value_too_deep_to_write_back_is_a_400() -> None:
+    """A tool call's input becomes the turn's text; one nested past the recursion limit (which
+    another JSON reader than Python's may well produce) must be refused, not crash the reader."""
+    deep: list[Any] = []
+    for _ in range(5000):
+        deep = [deep]
+    block = {"type": "tool_use", "id": "t", "name": "f", "input": {"a": deep}}
+    body = {"model": "c", "max_tokens": 5, "messages": [{"role": "assistant", "content": [block]}]}
+    with pytest.raises(ProviderError) as caught:
+        anthropic.read_request(body, Route("generate"))
+    assert (caught.value.status, caught.value.param) == (400, "messages.0.content.0.input")
+    part = {"functionCall": {"name": "f", "args": {"a": deep}}}
+    with pytest.raises(ProviderError, match="nested too deeply"):
+        gemini.read_request({"contents": [{"role": "model", "parts": [part]}]}, Route("generate", model="g"))
+
+
 def test_anthropic_needs_its_version_header() -> None:
     anthropic.check_headers({"anthropic-version": "2023-06-01"})
     with pytest.raises(ProviderError, match="anthropic-version"):

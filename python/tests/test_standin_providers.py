@@ -43,6 +43,9 @@ CAR_SCHEMA = json.loads((Path(__file__).parent / "standin_car_schema.json").read
 QUERY = "AWD crossover under $28k with less than 60k miles"
 EXPECTED = extract(CAR_SCHEMA, QUERY)
 ANTHROPIC_HEADERS = {"x-api-key": KEY, "anthropic-version": "2023-06-01"}
+DEEP: list[Any] = []
+for _ in range(150):  # past the stand-in's bound of 100 levels, far short of the parser's limit
+    DEEP = [DEEP]
 
 
 class CarFilters(pydantic.BaseModel):
@@ -546,6 +549,13 @@ def test_bad_requests_are_refused_in_each_api(standin: Standin) -> None:
             "anthropic",
         ),
         ("/v1/responses", b"[" * 100_000, {"authorization": f"Bearer {KEY}"}, 400, "responses"),
+        (
+            "/v1/messages",
+            {"model": "c", "max_tokens": 5, "messages": user("x"), "metadata": DEEP},
+            ANTHROPIC_HEADERS,
+            400,
+            "anthropic",
+        ),
         ("/v1/embeddings", {}, {}, 404, "chat"),
     ],
     ids=[
@@ -557,7 +567,8 @@ def test_bad_requests_are_refused_in_each_api(standin: Standin) -> None:
         "anthropic-no-version",
         "anthropic-no-max-tokens",
         "anthropic-key-twice",
-        "nested-too-deep",
+        "nested-too-deep-to-parse",
+        "nested-past-the-bound",
         "unknown-path",
     ],
 )

@@ -29,6 +29,20 @@ def kind(value: object) -> str:
     return "an object"
 
 
+def shown(value: object) -> str:
+    """``value`` quoted for a message: a string's first 40 characters, else its JSON type."""
+    return json.dumps(value[:40]) if isinstance(value, str) else kind(value)
+
+
+def json_text(value: object, where: str) -> str:
+    """``value`` as JSON text (a tool call's arguments, a tool's result). A value nested close to
+    the interpreter's recursion limit parses but cannot be written back: a 400, not a crash."""
+    try:
+        return json.dumps(value)
+    except RecursionError:
+        raise ProviderError(f"{where} is nested too deeply; send at most a few dozen levels.", param=where) from None
+
+
 def body_object(body: object, hint: str) -> Mapping[str, Any]:
     if not isinstance(body, Mapping):
         raise ProviderError(f"The body of your request must be a JSON object {hint}, not {kind(body)}.")
@@ -100,7 +114,7 @@ def schema(value: object, where: str) -> Mapping[str, Any]:
 def function_name(value: object, where: str, pattern: re.Pattern[str] = NAME) -> str:
     if not isinstance(value, str) or not pattern.match(value):
         raise ProviderError(
-            f"{where} must be 1 to 64 letters, digits, '_' or '-', not {json.dumps(value)[:40]}.",
+            f"{where} must be 1 to 64 letters, digits, '_' or '-', not {shown(value)}.",
             param=where,
             code="invalid_value",
         )

@@ -90,8 +90,10 @@ def error(err: ProviderError) -> dict[str, Any]:
 # --- reading ---------------------------------------------------------------------------------
 
 
-def _blocks(content: Any, where: str) -> tuple[str, list[str], list[str]]:
-    """(text, tool-call inputs, tool results) of a message's content; other blocks are skipped."""
+def _blocks(content: Any, where: str, *, nested: bool = False) -> tuple[str, list[str], list[str]]:
+    """(text, tool-call inputs, tool results) of a message's content; other blocks are skipped,
+    and so is a tool result inside a tool result (``nested``), so the reading never recurses
+    deeper than one level."""
     if isinstance(content, str):
         return content, [], []
     texts: list[str] = []
@@ -108,10 +110,10 @@ def _blocks(content: Any, where: str) -> tuple[str, list[str], list[str]]:
         if kind == "text":
             texts.append(_read.string(block.get("text"), f"{here}.text", nonempty=False))
         elif kind == "tool_use":
-            calls.append(json.dumps(block.get("input", {})))
-        elif kind == "tool_result":
+            calls.append(_read.json_text(block.get("input", {}), f"{here}.input"))
+        elif kind == "tool_result" and not nested:
             inner = block.get("content") or ""
-            results.append(inner if isinstance(inner, str) else _blocks(inner, f"{here}.content")[0])
+            results.append(inner if isinstance(inner, str) else _blocks(inner, f"{here}.content", nested=True)[0])
     return _read.joined_text(texts), calls, results
 
 

@@ -190,10 +190,10 @@ def _parts(content: Mapping[str, Any], where: str) -> tuple[str, list[str], list
             texts.append(_read.string(part["text"], f"{here}.text", nonempty=False))
         call = field(part, "functionCall", here)
         if isinstance(call, Mapping):
-            calls.append(json.dumps(call.get("args") or {}))
+            calls.append(_read.json_text(call.get("args") or {}, f"{here}.functionCall.args"))
         result = field(part, "functionResponse", here)
         if isinstance(result, Mapping):
-            results.append(json.dumps(result.get("response") or {}))
+            results.append(_read.json_text(result.get("response") or {}, f"{here}.functionResponse.response"))
     return _read.joined_text(texts), calls, results
 
 

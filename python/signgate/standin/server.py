@@ -45,6 +45,8 @@ DEFAULT_CHUNK_SIZE = 4
 #: The longest delay the config endpoint or the constructor accepts, in seconds.
 MAX_DELAY = 600.0
 MAX_BODY = 1 << 20
+#: How deep a request body's arrays and objects may nest; JSON schemas need a few dozen levels.
+MAX_NESTING = 100
 MODEL_ID = "signgate-standin"
 _JSON = [(b"content-type", b"application/json")]
 _SSE = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache")]
@@ -325,10 +327,32 @@ async def _read_body(receive: Receive, limit: int = MAX_BODY) -> bytes:
 
 
 def _parse_json(body: bytes) -> object:
+    """The body's JSON value, nested at most :data:`MAX_NESTING` levels, else a 400.
+
+    The parser, the schema reader and ``json.dumps`` all recurse: a body nested near the
+    interpreter's recursion limit parses and then makes one of them raise ``RecursionError``
+    (a 500). Refusing deep bodies once, here, keeps every later step safe.
+    """
     try:
-        return json.loads(body)
-    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the interpreter's stack
+        value = json.loads(body)
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser can go
         raise ProviderError("The body of your request is not valid JSON. Send one JSON object.") from None
+    if _nesting(value) > MAX_NESTING:
+        raise ProviderError(f"The body of your request is nested more than {MAX_NESTING} levels deep.")
+    return value
+
+
+def _nesting(value: object) -> int:
+    """How many arrays and objects deep ``value`` goes, found without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def _headers(scope: Scope) -> dict[str, str]:
