@@ -287,6 +287,17 @@ TOOL = {"type": "function", "function": {"name": "f"}}
             },
             "tool_choice",
         ),
+        (
+            anthropic,
+            {
+                "model": "c",
+                "max_tokens": 5,
+                "messages": [{"role": "user", "content": "x"}],
+                "output_format": {"type": "json_schema", "schema": {}},
+                "output_config": {"format": {"type": "json_schema", "schema": {}}},
+            },
+            "output_format",
+        ),
         (gemini, {"contents": []}, "contents"),
         (
             gemini,

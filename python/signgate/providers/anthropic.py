@@ -2,7 +2,7 @@
 
 Request: ``model``, ``max_tokens`` (required), ``system``, ``messages``, ``tools`` /
 ``tool_choice``, ``output_config.format`` (structured output; the older top-level
-``output_format`` is read too), ``stream``. Headers: the key in ``x-api-key`` (Anthropic's
+``output_format`` is read too; both at once are refused), ``stream``. Headers: the key in ``x-api-key`` (Anthropic's
 documented header) or ``Authorization: Bearer`` (what the official Python client sends), and
 ``anthropic-version``. Answer: a ``message`` with a ``text`` or ``tool_use`` content block;
 streamed as ``message_start``, ``content_block_start``, ``ping``, ``content_block_delta``
@@ -133,7 +133,9 @@ def _format(request: Mapping[str, Any]) -> OutputFormat:
         spec = _read.mapping(config, "output_config", '{"format": {"type": "json_schema", "schema": {...}}}').get(
             "format"
         )
-    if spec is None and request.get("output_format") is not None:
+    if request.get("output_format") is not None:
+        if spec is not None:  # which one the model follows would be a guess; a policy could read the other
+            raise ProviderError("Give output_config.format or output_format, not both.", param="output_format")
         spec, where = request["output_format"], "output_format"
     if spec is None:
         return OutputFormat()
