@@ -170,4 +170,4 @@ def bearer(headers: Headers, where: str) -> str | None:
 
 def tokens(value: object) -> int | None:
     """A token count in an answer: a non-negative integer, else None (not reported)."""
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+    return value if type(value) is int and value >= 0 else None  # type(), not isinstance: True is no count

@@ -309,7 +309,7 @@ def models(ids: Sequence[str]) -> dict[str, Any]:
 def _read_usage(value: object) -> Usage | None:
     """Input is ``input_tokens`` plus the cache's ``cache_creation_input_tokens`` and
     ``cache_read_input_tokens`` (Anthropic counts them apart; a budget counts them all)."""
-    if not isinstance(value, Mapping):
+    if not isinstance(value, dict):
         return None
     parts = [
         _read.tokens(value.get(k)) for k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
@@ -319,15 +319,15 @@ def _read_usage(value: object) -> Usage | None:
 
 
 def answer_usage(answer: object) -> Usage | None:
-    return _read_usage(answer.get("usage")) if isinstance(answer, Mapping) else None
+    return _read_usage(answer.get("usage")) if isinstance(answer, dict) else None
 
 
 def event_usage(data: object) -> Usage | None:
     """``message_start``'s ``message.usage``, or ``message_delta``'s ``usage`` (cumulative
     output tokens; input tokens only when it repeats them). Other events carry none."""
-    if not isinstance(data, Mapping):
+    if not isinstance(data, dict):
         return None
-    if data.get("type") == "message_start" and isinstance(data.get("message"), Mapping):
+    if data.get("type") == "message_start" and isinstance(data.get("message"), dict):
         return _read_usage(data["message"].get("usage"))
     if data.get("type") == "message_delta":
         return _read_usage(data.get("usage"))

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 Role = Literal["user", "assistant", "tool"]
 Query = Mapping[str, Sequence[str]]
@@ -167,14 +167,15 @@ class Reply:
         return self.tool_call.arguments if self.tool_call is not None else self.text
 
 
-@dataclass(frozen=True, slots=True)
-class Usage:
+class Usage(NamedTuple):
     """Tokens one answer used; None where the source did not say.
 
     ``input_tokens`` counts every prompt token, cached or not; ``output_tokens`` every
     generated one, reasoning included. Usage in a stream can come in parts (Anthropic's
     ``message_start`` and ``message_delta``, Gemini's every chunk): :meth:`then` folds a
     later report over an earlier one, each count the later one knows replacing the earlier.
+    (A named tuple, not a frozen dataclass: the gateway reads one per streamed event, and
+    building a frozen dataclass costs several times more.)
     """
 
     input_tokens: int | None = None

@@ -310,16 +310,16 @@ def models(ids: Sequence[str]) -> dict[str, Any]:
 
 
 def _read_usage(value: object) -> Usage | None:
-    if not isinstance(value, Mapping):
+    if not isinstance(value, dict):
         return None
     return Usage(_read.tokens(value.get("prompt_tokens")), _read.tokens(value.get("completion_tokens")))
 
 
 def answer_usage(answer: object) -> Usage | None:
     """``usage.prompt_tokens`` and ``usage.completion_tokens`` of a ``chat.completion``."""
-    return _read_usage(answer.get("usage")) if isinstance(answer, Mapping) else None
+    return _read_usage(answer.get("usage")) if isinstance(answer, dict) else None
 
 
 def event_usage(data: object) -> Usage | None:
     """The ``usage`` of a chunk: null on every chunk but the last when asked for, absent otherwise."""
-    return _read_usage(data.get("usage")) if isinstance(data, Mapping) else None
+    return _read_usage(data.get("usage")) if isinstance(data, dict) else None

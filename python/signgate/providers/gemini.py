@@ -16,6 +16,7 @@ in both is refused, because which one wins would be a guess.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -43,6 +44,7 @@ key_headers: tuple[str, ...] = ("x-goog-api-key",)
 _PATH = re.compile(r"^/(?P<version>v1|v1beta|v1alpha)/models/(?P<model>[^/:]+):(?P<method>[A-Za-z]+)$")
 _NAMESPACE = re.compile(r"^/(v1beta|v1alpha)(/|$)|^/v1/models/[^/]*:")
 _MODELS = re.compile(r"^/(v1beta|v1alpha)/models$")
+_UPPER = re.compile(r"(?<!^)([A-Z])")
 _FUNCTION_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_.:-]{0,127}$")
 METHODS = {"generateContent": False, "streamGenerateContent": True}
 MODES = ("AUTO", "ANY", "NONE", "VALIDATED", "MODE_UNSPECIFIED")
@@ -120,8 +122,9 @@ def error(err: ProviderError) -> dict[str, Any]:
 # --- reading ---------------------------------------------------------------------------------
 
 
+@functools.cache  # the names are this module's own literals: a fixed, small set
 def _snake(camel: str) -> str:
-    return re.sub(r"(?<!^)([A-Z])", r"_\1", camel).lower()
+    return _UPPER.sub(r"_\1", camel).lower()
 
 
 def field(obj: Mapping[str, Any], camel: str, where: str = "") -> Any:
@@ -393,32 +396,48 @@ def models(ids: Sequence[str]) -> dict[str, Any]:
 # --- usage -----------------------------------------------------------------------------------
 
 
+#: The usage counts read, each in both spellings: prompt, tool-use prompt, candidates, thoughts.
+_USAGE_FIELDS = tuple(
+    (camel, _snake(camel))
+    for camel in ("promptTokenCount", "toolUsePromptTokenCount", "candidatesTokenCount", "thoughtsTokenCount")
+)
+
+
+def _either(obj: dict[str, Any], camel: str, snake: str) -> tuple[bool, Any]:
+    """(False, None) if ``obj`` gives the field in both spellings, else (True, its value)."""
+    first, second = obj.get(camel), obj.get(snake)
+    if first is not None and second is not None:
+        return False, None
+    return True, first if second is None else second
+
+
 def _read_usage(value: object) -> Usage | None:
     """Input is ``promptTokenCount`` plus ``toolUsePromptTokenCount``; output is
-    ``candidatesTokenCount`` plus ``thoughtsTokenCount`` (thinking is billed as output)."""
-    if not isinstance(value, Mapping):
+    ``candidatesTokenCount`` plus ``thoughtsTokenCount`` (thinking is billed as output). A count
+    given in both spellings leaves no count to trust: None."""
+    if not isinstance(value, dict):
         return None
+    counts: list[int | None] = []
+    for camel, snake in _USAGE_FIELDS:
+        first, second = value.get(camel), value.get(snake)
+        if first is not None and second is not None:
+            return None
+        count = first if second is None else second
+        counts.append(count if type(count) is int and count >= 0 else None)
+    prompt, tool_prompt, made, thought = counts
+    return Usage(_sum(prompt, tool_prompt), _sum(made, thought))
 
-    def total(*names: str) -> int | None:
-        counts = [_read.tokens(field(value, n)) for n in names]
-        return None if all(c is None for c in counts) else sum(c or 0 for c in counts)
 
-    try:
-        return Usage(
-            total("promptTokenCount", "toolUsePromptTokenCount"), total("candidatesTokenCount", "thoughtsTokenCount")
-        )
-    except ProviderError:
-        return None  # a count given in both spellings: no count to trust
+def _sum(first: int | None, second: int | None) -> int | None:
+    return first if second is None else second if first is None else first + second
 
 
 def answer_usage(answer: object) -> Usage | None:
-    """``usageMetadata`` of a ``GenerateContentResponse``."""
-    if not isinstance(answer, Mapping):
+    """``usageMetadata`` of a ``GenerateContentResponse`` (parsed JSON: dicts and lists)."""
+    if not isinstance(answer, dict):
         return None
-    try:
-        return _read_usage(field(answer, "usageMetadata"))
-    except ProviderError:
-        return None  # usage given in both spellings: no count to trust
+    clear, usage = _either(answer, "usageMetadata", "usage_metadata")
+    return _read_usage(usage) if clear else None
 
 
 def event_usage(data: object) -> Usage | None:

@@ -339,19 +339,19 @@ def models(ids: Sequence[str]) -> dict[str, Any]:
 
 
 def _read_usage(value: object) -> Usage | None:
-    if not isinstance(value, Mapping):
+    if not isinstance(value, dict):
         return None
     return Usage(_read.tokens(value.get("input_tokens")), _read.tokens(value.get("output_tokens")))
 
 
 def answer_usage(answer: object) -> Usage | None:
     """``usage.input_tokens`` and ``usage.output_tokens`` of a ``response``."""
-    return _read_usage(answer.get("usage")) if isinstance(answer, Mapping) else None
+    return _read_usage(answer.get("usage")) if isinstance(answer, dict) else None
 
 
 def event_usage(data: object) -> Usage | None:
     """The usage of the response a terminal event (``response.completed``, ``.incomplete``,
     ``.failed``) carries; earlier events carry ``usage: null``."""
-    if not isinstance(data, Mapping) or not isinstance(data.get("response"), Mapping):
+    if not isinstance(data, dict) or not isinstance(data.get("response"), dict):
         return None
     return _read_usage(data["response"].get("usage"))
