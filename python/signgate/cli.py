@@ -137,9 +137,10 @@ def _add_standin(
     def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         p = sub.add_parser(
             "standin",
-            help="run the offline stand-in model: an OpenAI-compatible server that is NOT a language model",
-            description="An OpenAI-compatible chat-completions server whose 'model' is a deterministic parser "
-            "driven by the request's JSON schema. For demos and tests without an LLM; see docs/standin.md.",
+            help="run the offline stand-in model: OpenAI, Anthropic and Gemini APIs, NOT a language model",
+            description="A server for OpenAI Chat Completions and Responses, Anthropic Messages and Google "
+            "Gemini whose 'model' is a deterministic parser driven by the request's JSON schema (a response "
+            "format or a function's parameters). For demos and tests without an LLM; see docs/standin.md.",
         )
         add_arguments(p)
         p.set_defaults(run=run, command="standin")

@@ -1,9 +1,12 @@
-"""signgate's offline stand-in for an OpenAI-compatible API: a deterministic parser, not a model.
+"""signgate's offline stand-in for four LLM APIs: a deterministic parser, not a model.
 
-:func:`extract` fills a JSON schema from plain words; :func:`create_app` serves it as
-``POST /v1/chat/completions``; :func:`serve` runs that with uvicorn. See ``docs/standin.md``.
+:func:`extract` fills a JSON schema from plain words; :func:`respond` answers a request read by
+:mod:`signgate.providers` with text or a tool call; :func:`create_app` serves that as OpenAI Chat
+Completions and Responses, Anthropic Messages and Google Gemini; :func:`serve` runs it with
+uvicorn. See ``docs/standin.md``.
 """
 
+from .answers import respond as respond
 from .cli import add_arguments as add_arguments
 from .cli import run as run
 from .model import PLAIN_ANSWER as PLAIN_ANSWER
@@ -22,6 +25,7 @@ __all__ = [
     "create_app",
     "extract",
     "reply",
+    "respond",
     "run",
     "serve",
 ]

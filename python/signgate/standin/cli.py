@@ -67,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     print(
-        f"signgate stand-in (offline, not a language model): http://{args.host}:{args.port}/v1 "
+        f"signgate stand-in (offline, not a language model): http://{args.host}:{args.port} "
+        f"(OpenAI Chat Completions and Responses, Anthropic Messages, Gemini), "
         f"key from ${args.api_key_env}, delay {args.delay:g}s",
         file=sys.stderr,
     )
@@ -78,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m signgate.standin",
-        description="Offline OpenAI-compatible stand-in: fills JSON schemas from plain words. Not a language model.",
+        description="Offline stand-in for the OpenAI, Anthropic and Gemini APIs: fills JSON schemas from plain "
+        "words. Not a language model.",
     )
     add_arguments(parser)
     return run(parser.parse_args(argv))

@@ -34,7 +34,8 @@ from .text import mask, negated, phrase_pattern
 #: What the stand-in says when it is not asked for JSON.
 PLAIN_ANSWER = (
     "This is signgate's offline stand-in, not a language model: it cannot answer questions. "
-    "It only fills in a JSON schema given as response_format, from the words of your last message."
+    "It only fills in a JSON schema (a response format, or a function's parameters) from the words of your "
+    "last message."
 )
 
 

@@ -1,15 +1,15 @@
-"""The stand-in as an OpenAI-compatible HTTP server: a plain ASGI application, served by uvicorn.
+"""The stand-in as an HTTP server for four LLM APIs: a plain ASGI application, served by uvicorn.
 
-Endpoints (see ``docs/standin.md``):
+Generation routes come from :mod:`signgate.providers` (see ``docs/standin.md``): OpenAI Chat
+Completions and Responses, Anthropic Messages, Google Gemini; each answers, and refuses, in
+its API's own shapes. The server reads no API itself: it finds the provider for the path, asks
+it for the key, the request and the answer's events, and paces the stream. Its own routes:
 
-``POST /v1/chat/completions``   needs ``Authorization: Bearer <api_key>``; streams when asked
-``GET  /v1/models``             needs the key; lists the one stand-in model
 ``GET  /healthz``               ``{"status": "ok"}``
 ``GET/POST /_standin/config``   loopback only; ``{"delay": s, "chunk_delay": s}`` changes timing
 ``GET  /_standin/stats``        loopback only; request and stream counters
 
-Errors are OpenAI-shaped: ``{"error": {"message", "type", "param", "code"}}``. The API key is
-never logged, echoed or put in a message.
+The API key is never logged, echoed or put in a message.
 """
 
 from __future__ import annotations
@@ -25,9 +25,13 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import asdict, dataclass
 from typing import Any
+from urllib.parse import parse_qs
 
-from .model import reply
-from .protocol import RequestError, check_chat_request
+from .. import providers
+from ..providers import Provider, ProviderError, Route, RouteError, Stamp, encode_events
+from ..providers.base import Query
+from ..providers.registry import FALLBACK
+from .answers import respond, usage
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -41,18 +45,21 @@ DEFAULT_CHUNK_SIZE = 4
 #: The longest delay the config endpoint or the constructor accepts, in seconds.
 MAX_DELAY = 600.0
 MAX_BODY = 1 << 20
+#: How deep a request body's arrays and objects may nest; JSON schemas need a few dozen levels.
+MAX_NESTING = 100
 MODEL_ID = "signgate-standin"
 _JSON = [(b"content-type", b"application/json")]
+_SSE = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache")]
 
 
 @dataclass(slots=True)
 class Stats:
     """Counters a test can read through ``GET /_standin/stats``.
 
-    ``requests`` counts every chat completion request, ``rejected`` those answered with an
-    error, ``completions`` the non-streaming answers sent. A stream is ``started`` once its
-    headers are sent and ends ``completed`` (``[DONE]`` sent) or ``disconnected`` (the client
-    went away first, seen through ``http.disconnect`` or a failed send).
+    ``requests`` counts every generation request, in any API; ``rejected`` those answered
+    with an error; ``completions`` the non-streaming answers sent. A stream is ``started``
+    once its headers are sent and ends ``completed`` (its last event sent) or ``disconnected``
+    (the client went away first, seen through ``http.disconnect`` or a failed send).
     """
 
     requests: int = 0
@@ -72,24 +79,11 @@ def check_delay(name: str, value: object) -> float:
     return float(value)
 
 
-def estimate_tokens(text: str) -> int:
-    """A deterministic token count: about four characters a token, at least one for any text."""
-    return math.ceil(len(text) / 4) if text else 0
-
-
-def _prompt_tokens(messages: list[Mapping[str, Any]]) -> int:
-    total = 3
-    for message in messages:
-        content = message.get("content")
-        if isinstance(content, list):
-            content = " ".join(p.get("text", "") for p in content if isinstance(p, Mapping))
-        total += 4 + estimate_tokens(content if isinstance(content, str) else "")
-    return total
-
-
-def _error(message: str, *, param: str | None = None, code: str | None = None) -> dict[str, Any]:
-    """An OpenAI-shaped error body; every error the stand-in sends is an ``invalid_request_error``."""
-    return {"error": {"message": message, "type": "invalid_request_error", "param": param, "code": code}}
+def _admin_error(
+    message: str, *, status: int = 400, param: str | None = None, code: str | None = None
+) -> tuple[int, dict[str, Any]]:
+    """An error on the stand-in's own routes, in the shape of a path no provider claims."""
+    return status, FALLBACK.error(ProviderError(message, status=status, param=param, code=code))
 
 
 class _Disconnect:
@@ -151,115 +145,92 @@ class StandinApp:
             return
         if scope["type"] != "http":
             return
-        method, path = scope["method"], scope["path"]
-        routes: dict[str, dict[str, Callable[[Scope, Receive, Send], Awaitable[None]]]] = {
-            "/v1/chat/completions": {"POST": self._chat},
-            "/v1/models": {"GET": self._models},
+        method, path = scope["method"], scope["path"].rstrip("/") or "/"
+        own: dict[str, dict[str, Callable[[Scope, Receive, Send], Awaitable[None]]]] = {
             "/healthz": {"GET": self._health},
             "/_standin/config": {"GET": self._config, "POST": self._config},
             "/_standin/stats": {"GET": self._stats},
         }
-        handlers = routes.get(path.rstrip("/") or "/")
-        if handlers is None:
-            await _send_json(send, 404, _error(f"Unknown request URL: {method} {path}.", code="unknown_url"))
-        elif method not in handlers:
-            allowed = ", ".join(sorted(handlers))
-            await _send_json(
-                send, 405, _error(f"{method} is not allowed on {path}; use {allowed}.", code="method_not_allowed")
-            )
-        else:
-            await handlers[method](scope, receive, send)
-
-    def _authorized(self, scope: Scope) -> tuple[int, dict[str, Any]] | None:
-        """None if the request carries the key, else the 401 to send."""
-        header = b""
-        for name, value in scope.get("headers", []):
-            if name.lower() == b"authorization":
-                header = value
-                break
-        scheme, _, token = header.partition(b" ")
-        if not header:
-            message = "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'."
-        elif scheme.lower() != b"bearer" or not token.strip():
-            message = "The Authorization header must be 'Bearer <key>'."
-        elif hmac.compare_digest(token.strip(), self._key):
-            return None
-        else:
-            message = "Incorrect API key provided. Check the key the stand-in was started with."
-        return 401, _error(message, code="invalid_api_key")
-
-    async def _chat(self, scope: Scope, receive: Receive, send: Send) -> None:
-        self.stats.requests += 1
-        denied = self._authorized(scope)
-        if denied is not None:
-            self.stats.rejected += 1
-            await _send_json(send, *denied)
+        handlers = own.get(path)
+        if handlers is not None:
+            if method in handlers:
+                await handlers[method](scope, receive, send)
+            else:
+                allowed = ", ".join(sorted(handlers))
+                message = f"{method} is not allowed on {path}; use {allowed}."
+                await _send_json(send, *_admin_error(message, status=405, code="method_not_allowed"))
             return
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
         try:
-            body = await _read_body(receive)
-            request = check_chat_request(body)
-        except RequestError as exc:
+            provider, route = providers.find(method, path, query)
+        except RouteError as exc:
+            await _send_json(send, exc.status, exc.provider.error(exc))
+            return
+        if route.operation == "models":
+            await self._models(provider, scope, query, send)
+        else:
+            await self._generate(provider, route, scope, query, receive, send)
+
+    def _authenticate(self, provider: Provider, scope: Scope, query: Query) -> None:
+        """Nothing if the request carries the key where ``provider``'s API wants it, else the 401."""
+        key = provider.api_key(_headers(scope), query)
+        if not hmac.compare_digest(key.encode(), self._key):
+            raise ProviderError(
+                "Incorrect API key provided. Check the key the stand-in was started with.",
+                status=401,
+                code="invalid_api_key",
+            )
+
+    async def _generate(
+        self, provider: Provider, route: Route, scope: Scope, query: Query, receive: Receive, send: Send
+    ) -> None:
+        self.stats.requests += 1
+        try:
+            self._authenticate(provider, scope, query)
+            provider.check_headers(_headers(scope))
+            request = provider.read_request(_parse_json(await _read_body(receive)), route)
+        except ProviderError as exc:
             self.stats.rejected += 1
-            await _send_json(send, exc.status, _error(exc.message, param=exc.param, code=exc.code))
+            await _send_json(send, exc.status, provider.error(exc))
             return
         except _ClientGone:
             return
-        content = reply(request["messages"], request.get("response_format"))
-        usage = {"prompt_tokens": _prompt_tokens(request["messages"]), "completion_tokens": estimate_tokens(content)}
-        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
-        base = {
-            "id": f"chatcmpl-{secrets.token_hex(12)}",
-            "created": int(self._clock()),
-            "model": request["model"],
-            "system_fingerprint": "fp_signgate_standin",
-        }
-        if request.get("stream"):
-            options = request.get("stream_options") or {}
-            await self._stream(receive, send, base, content, usage if options.get("include_usage") else None)
+        reply = respond(request)
+        counts = usage(request, reply)
+        stamp = Stamp(secrets.token_hex(12), int(self._clock()))
+        if request.stream:
+            await self._stream(receive, send, provider.stream(request, reply, counts, stamp), reply.content)
             return
         watcher = _Disconnect(receive)
         try:
             if await watcher.sleep(self.delay):
                 return
-            message = {"role": "assistant", "content": content, "refusal": None}
-            choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": "stop"}
-            await _send_json(send, 200, {**base, "object": "chat.completion", "choices": [choice], "usage": usage})
+            await _send_json(send, 200, provider.answer(request, reply, counts, stamp))
             self.stats.completions += 1
         finally:
             watcher.close()
 
-    async def _stream(
-        self, receive: Receive, send: Send, base: dict[str, Any], content: str, usage: dict[str, int] | None
-    ) -> None:
-        def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-            event: dict[str, Any] = {**base, "object": "chat.completion.chunk", "choices": [choice]}
-            if usage is not None:
-                event["usage"] = None  # as OpenAI does: present but null until the last chunk
-            return b"data: " + json.dumps(event).encode() + b"\n\n"
+    async def _stream(self, receive: Receive, send: Send, writer: providers.StreamWriter, content: str) -> None:
+        """Send ``writer``'s start at once, its deltas after ``delay`` and ``chunk_delay`` apart,
+        then its end; count how the stream ended."""
+
+        async def events(batch: list[providers.Event], *, last: bool = False) -> None:
+            if batch or last:
+                await send({"type": "http.response.body", "body": encode_events(batch), "more_body": not last})
 
         watcher = _Disconnect(receive)
         finished = False
         self.stats.streams_started += 1
         try:
-            headers = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache")]
-            await send({"type": "http.response.start", "status": 200, "headers": headers})
-            await send(
-                {"type": "http.response.body", "body": chunk({"role": "assistant", "content": ""}), "more_body": True}
-            )
+            await send({"type": "http.response.start", "status": 200, "headers": _SSE})
+            await events(writer.start())
             if await watcher.sleep(self.delay):
                 return
             for start in range(0, len(content), self.chunk_size):
-                piece = content[start : start + self.chunk_size]
-                await send({"type": "http.response.body", "body": chunk({"content": piece}), "more_body": True})
+                await events(writer.delta(content[start : start + self.chunk_size]))
                 if await watcher.sleep(self.chunk_delay):
                     return
-            tail = chunk({}, "stop")
-            if usage is not None:
-                last = {**base, "object": "chat.completion.chunk", "choices": [], "usage": usage}
-                tail += b"data: " + json.dumps(last).encode() + b"\n\n"
-            tail += b"data: [DONE]\n\n"
-            await send({"type": "http.response.body", "body": tail, "more_body": False})
+            await events(writer.end(), last=True)
             finished = not watcher.event.is_set()
         except OSError:  # servers other than uvicorn may raise on a send to a closed connection
             pass
@@ -270,26 +241,28 @@ class StandinApp:
             else:
                 self.stats.streams_disconnected += 1
 
-    async def _models(self, scope: Scope, receive: Receive, send: Send) -> None:
-        denied = self._authorized(scope)
-        if denied is not None:
-            await _send_json(send, *denied)
+    async def _models(self, provider: Provider, scope: Scope, query: Query, send: Send) -> None:
+        try:
+            self._authenticate(provider, scope, query)
+        except ProviderError as exc:
+            await _send_json(send, exc.status, provider.error(exc))
             return
-        model = {"id": MODEL_ID, "object": "model", "created": 0, "owned_by": "signgate"}
-        await _send_json(send, 200, {"object": "list", "data": [model]})
+        await _send_json(send, 200, provider.models([MODEL_ID]))
 
     async def _health(self, scope: Scope, receive: Receive, send: Send) -> None:
         await _send_json(send, 200, {"status": "ok"})
 
     async def _config(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not _from_loopback(scope):
-            await _send_json(send, 403, _error("The admin endpoints answer loopback clients only.", code="forbidden"))
+            await _send_json(
+                send, *_admin_error("The admin endpoints answer loopback clients only.", status=403, code="forbidden")
+            )
             return
         if scope["method"] == "POST":
             try:
                 self._apply_config(await _read_body(receive))
-            except RequestError as exc:
-                await _send_json(send, exc.status, _error(exc.message, param=exc.param, code=exc.code))
+            except ProviderError as exc:
+                await _send_json(send, *_admin_error(exc.message, status=exc.status, param=exc.param, code=exc.code))
                 return
             except _ClientGone:
                 return
@@ -298,13 +271,13 @@ class StandinApp:
     def _apply_config(self, body: bytes) -> None:
         try:
             update = json.loads(body or b"{}")
-        except ValueError:
-            raise RequestError('The body must be JSON, e.g. {"delay": 1.5}.') from None
+        except (ValueError, RecursionError):
+            raise ProviderError('The body must be JSON, e.g. {"delay": 1.5}.') from None
         if not isinstance(update, dict):
-            raise RequestError('The body must be a JSON object, e.g. {"delay": 1.5}.')
+            raise ProviderError('The body must be a JSON object, e.g. {"delay": 1.5}.')
         unknown = sorted(set(update) - {"delay", "chunk_delay"})
         if unknown:
-            raise RequestError(
+            raise ProviderError(
                 f"Unknown setting {unknown[0]!r}; only 'delay' and 'chunk_delay' can be changed.", param=unknown[0]
             )
         checked = {}
@@ -312,13 +285,15 @@ class StandinApp:
             try:
                 checked[name] = check_delay(name, value)
             except ValueError as exc:
-                raise RequestError(str(exc), param=name) from None
+                raise ProviderError(str(exc), param=name) from None
         for name, value in checked.items():
             setattr(self, name, value)
 
     async def _stats(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not _from_loopback(scope):
-            await _send_json(send, 403, _error("The admin endpoints answer loopback clients only.", code="forbidden"))
+            await _send_json(
+                send, *_admin_error("The admin endpoints answer loopback clients only.", status=403, code="forbidden")
+            )
             return
         await _send_json(send, 200, asdict(self.stats))
 
@@ -345,10 +320,49 @@ async def _read_body(receive: Receive, limit: int = MAX_BODY) -> bytes:
         body = message.get("body", b"")
         size += len(body)
         if size > limit:
-            raise RequestError(f"The request body is larger than {limit} bytes.", status=413, code="request_too_large")
+            raise ProviderError(f"The request body is larger than {limit} bytes.", status=413, code="request_too_large")
         chunks.append(body)
         if not message.get("more_body", False):
             return b"".join(chunks)
+
+
+def _parse_json(body: bytes) -> object:
+    """The body's JSON value, nested at most :data:`MAX_NESTING` levels, else a 400.
+
+    The parser, the schema reader and ``json.dumps`` all recurse: a body nested near the
+    interpreter's recursion limit parses and then makes one of them raise ``RecursionError``
+    (a 500). Refusing deep bodies once, here, keeps every later step safe.
+    """
+    try:
+        value = json.loads(body)
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser can go
+        raise ProviderError("The body of your request is not valid JSON. Send one JSON object.") from None
+    if _nesting(value) > MAX_NESTING:
+        raise ProviderError(f"The body of your request is nested more than {MAX_NESTING} levels deep.")
+    return value
+
+
+def _nesting(value: object) -> int:
+    """How many arrays and objects deep ``value`` goes, found without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    """Request headers by lower-case name; a repeated header's values joined with ``", "``, as
+    HTTP allows, so two keys never pass for one."""
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in scope.get("headers", []):
+        name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    return headers
 
 
 async def _send_json(send: Send, status: int, payload: Mapping[str, Any]) -> None:

@@ -1,0 +1,325 @@
+"""OpenAI Chat Completions (``POST /v1/chat/completions``), spoken by OpenAI and every
+OpenAI-compatible server.
+
+Request: ``model``, ``messages``, ``max_tokens`` / ``max_completion_tokens``,
+``response_format``, ``tools`` / ``tool_choice``, ``stream``, ``stream_options``. Answer:
+``choices[0].message`` with ``content`` or ``tool_calls``; streamed as ``chat.completion.chunk``
+events ending in ``data: [DONE]``, with a ``usage`` chunk when ``stream_options.include_usage``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from . import _openai, _read
+from .base import (
+    Event,
+    OutputFormat,
+    ProviderError,
+    Query,
+    Reply,
+    Request,
+    Role,
+    Route,
+    Stamp,
+    Tool,
+    ToolChoice,
+    Turn,
+    Usage,
+)
+
+name: str = "chat"
+key_headers: tuple[str, ...] = _openai.KEY_HEADERS
+PATH = "/v1/chat/completions"
+MODELS_PATH = "/v1/models"
+ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+RESPONSE_FORMATS = ("text", "json_object", "json_schema")
+_HINT = "with 'model' and 'messages'"
+
+auth_header = _openai.auth_header
+api_key = _openai.api_key
+check_headers = _openai.check_headers
+error = _openai.error
+
+
+def match(method: str, path: str, query: Query) -> Route | None:
+    if path == PATH:
+        return Route("generate")
+    if path == MODELS_PATH:
+        return Route("models", methods=("GET",))
+    return None
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+def _parts_text(content: Sequence[Any], where: str) -> str:
+    texts = []
+    for index, part in enumerate(content):
+        if not isinstance(part, Mapping) or not isinstance(part.get("type"), str):
+            raise ProviderError(
+                f'{where}[{index}] must be a content part such as {{"type": "text", "text": "..."}}.',
+                param=f"{where}[{index}]",
+                code="invalid_type",
+            )
+        if isinstance(part.get("text"), str):
+            texts.append(part["text"])
+    return _read.joined_text(texts)
+
+
+def _message(index: int, message: Any) -> tuple[str, str]:
+    """(role, text) of ``messages[index]``; an assistant's tool calls count as its text."""
+    where = f"messages[{index}]"
+    if not isinstance(message, Mapping):
+        raise ProviderError(f"{where} must be an object with 'role' and 'content'.", param=where, code="invalid_type")
+    role = message.get("role")
+    if role not in ROLES:
+        raise ProviderError(
+            f"{where}.role is {role!r}; use one of {', '.join(sorted(ROLES))}.",
+            param=f"{where}.role",
+            code="invalid_value",
+        )
+    content = message.get("content")
+    if content is None and role == "assistant":
+        text = ""
+    elif isinstance(content, str):
+        text = content
+    elif isinstance(content, list):
+        text = _parts_text(content, f"{where}.content")
+    else:
+        raise ProviderError(
+            f'{where}.content must be a string or a list of content parts such as {{"type": "text", "text": "..."}}.',
+            param=f"{where}.content",
+            code="invalid_type",
+        )
+    calls = message.get("tool_calls") if role == "assistant" else None
+    if isinstance(calls, list):
+        arguments = [
+            c["function"]["arguments"]
+            for c in calls
+            if isinstance(c, Mapping)
+            and isinstance(c.get("function"), Mapping)
+            and isinstance(c["function"].get("arguments"), str)
+        ]
+        text = _read.joined_text([text, *arguments])
+    return role, text
+
+
+def _response_format(value: Any) -> OutputFormat:
+    if not isinstance(value, Mapping) or value.get("type") not in RESPONSE_FORMATS:
+        raise ProviderError(
+            f"response_format.type must be one of {', '.join(RESPONSE_FORMATS)}.",
+            param="response_format.type",
+            code="invalid_value",
+        )
+    if value["type"] == "text":
+        return OutputFormat()
+    if value["type"] == "json_object":
+        return OutputFormat("json")
+    spec = value.get("json_schema")
+    if not isinstance(spec, Mapping):
+        raise ProviderError(
+            "response_format.json_schema must be an object with 'name' and 'schema'.",
+            param="response_format.json_schema",
+            code="invalid_type",
+        )
+    return _openai.json_schema_format(spec, "response_format.json_schema", schema_required=False)
+
+
+def _tools(value: Any) -> tuple[Tool, ...]:
+    """The function tools; other tool types (``custom``) are passed over."""
+    tools = []
+    for index, tool in enumerate(_read.array(value, "tools")):
+        where = f"tools[{index}]"
+        tool = _read.mapping(tool, where, '{"type": "function", "function": {"name": ..., "parameters": ...}}')
+        if tool.get("type") != "function":
+            continue
+        spec = _read.mapping(tool.get("function"), f"{where}.function", '{"name": ..., "parameters": ...}')
+        tool_name = _read.function_name(spec.get("name"), f"{where}.function.name")
+        parameters = spec.get("parameters")
+        if parameters is not None:
+            _read.schema(parameters, f"{where}.function.parameters")
+        description = _read.optional_string(spec.get("description"), f"{where}.function.description")
+        tools.append(Tool(tool_name, description, parameters or {}))
+    _read.unique_names([t.name for t in tools], "tools")
+    return tuple(tools)
+
+
+def _function_name(value: Any, where: str) -> str:
+    spec = _read.mapping(value, where, '{"type": "function", "function": {"name": "..."}}')
+    function = _read.mapping(spec.get("function"), f"{where}.function", '{"name": "..."}')
+    return _read.function_name(function.get("name"), f"{where}.function.name")
+
+
+def _tool_choice(value: Any, tools: tuple[Tool, ...]) -> ToolChoice:
+    if value is None:
+        return ToolChoice("auto" if tools else "none")
+    if not tools:
+        raise ProviderError("tool_choice is only allowed when tools are specified.", param="tool_choice")
+    offered = [t.name for t in tools]
+    if value in ("none", "auto", "required"):
+        return ToolChoice(value)
+    if isinstance(value, Mapping) and value.get("type") == "function":
+        return ToolChoice("required", _read.known_names([_function_name(value, "tool_choice")], offered, "tool_choice"))
+    if isinstance(value, Mapping) and value.get("type") == "allowed_tools":
+        allowed = _read.mapping(
+            value.get("allowed_tools"), "tool_choice.allowed_tools", '{"mode": "auto", "tools": []}'
+        )
+        mode = allowed.get("mode")
+        if mode not in ("auto", "required"):
+            raise ProviderError(
+                "tool_choice.allowed_tools.mode must be 'auto' or 'required'.", param="tool_choice.allowed_tools.mode"
+            )
+        entries = _read.array(allowed.get("tools"), "tool_choice.allowed_tools.tools", nonempty=True)
+        names = [_function_name(e, f"tool_choice.allowed_tools.tools[{i}]") for i, e in enumerate(entries)]
+        return ToolChoice(mode, _read.known_names(names, offered, "tool_choice.allowed_tools.tools"))
+    raise ProviderError(
+        'tool_choice must be \'none\', \'auto\', \'required\' or {"type": "function", "function": {"name": "..."}}.',
+        param="tool_choice",
+        code="invalid_value",
+    )
+
+
+def read_request(body: object, route: Route) -> Request:
+    request = _read.body_object(body, _HINT)
+    model = _openai.model(request)
+    messages = request.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise ProviderError(
+            'messages must be a non-empty array of {"role", "content"} objects.', param="messages", code="invalid_type"
+        )
+    system: list[str] = []
+    turns: list[Turn] = []
+    for index, message in enumerate(messages):
+        role, text = _message(index, message)
+        if role in ("system", "developer"):
+            system.append(text)
+        else:
+            turn_role: Role = "tool" if role in ("tool", "function") else role  # type: ignore[assignment]
+            turns.append(Turn(turn_role, text))
+    stream = _openai.stream_flag(request)
+    options = _openai.stream_options(request, stream)
+    include_usage = _read.flag(options.get("include_usage"), "stream_options.include_usage")
+    output = OutputFormat()
+    if request.get("response_format") is not None:
+        output = _response_format(request["response_format"])
+    n = request.get("n")
+    if n is not None and n != 1:
+        raise ProviderError("The stand-in answers with one choice; set n to 1 or leave it out.", param="n")
+    tools = _tools(request["tools"]) if request.get("tools") is not None else ()
+    cap = _read.smallest(
+        _read.count(request.get("max_tokens"), "max_tokens"),
+        _read.count(request.get("max_completion_tokens"), "max_completion_tokens"),
+    )
+    return Request(
+        model=model,
+        system=tuple(system),
+        turns=tuple(turns),
+        output=output,
+        tools=tools,
+        tool_choice=_tool_choice(request.get("tool_choice"), tools),
+        stream=stream,
+        max_output_tokens=cap,
+        stream_usage=include_usage,
+    )
+
+
+# --- writing ---------------------------------------------------------------------------------
+
+
+def _usage(usage: Usage) -> dict[str, int]:
+    prompt, completion = usage.input_tokens or 0, usage.output_tokens or 0
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def _base(request: Request, stamp: Stamp, kind: str) -> dict[str, Any]:
+    return {
+        "id": f"chatcmpl-{stamp.token}",
+        "object": kind,
+        "created": stamp.created,
+        "model": request.model,
+        "system_fingerprint": "fp_signgate_standin",
+    }
+
+
+def _finish(reply: Reply) -> str:
+    return "tool_calls" if reply.tool_call else "length" if reply.cut else "stop"
+
+
+def _call_id(stamp: Stamp) -> str:
+    return f"call_{stamp.token[:24]}"
+
+
+def answer(request: Request, reply: Reply, usage: Usage, stamp: Stamp) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": reply.text, "refusal": None}
+    if reply.tool_call is not None:
+        function = {"name": reply.tool_call.name, "arguments": reply.tool_call.arguments}
+        message["content"] = None
+        message["tool_calls"] = [{"id": _call_id(stamp), "type": "function", "function": function}]
+    choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": _finish(reply)}
+    return {**_base(request, stamp, "chat.completion"), "choices": [choice], "usage": _usage(usage)}
+
+
+class ChatStream:
+    """``chat.completion.chunk`` events: the role (and the tool call's name) at once, then the
+    content or the arguments piece by piece, the finish reason, the usage chunk if asked, ``[DONE]``."""
+
+    def __init__(self, request: Request, reply: Reply, usage: Usage, stamp: Stamp) -> None:
+        self._reply, self._usage = reply, usage
+        self._with_usage = request.stream_usage
+        self._base = _base(request, stamp, "chat.completion.chunk")
+        self._call_id = _call_id(stamp)
+
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> Event:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+        data: dict[str, Any] = {**self._base, "choices": [choice]}
+        if self._with_usage:
+            data["usage"] = None  # as OpenAI does: present but null until the last chunk
+        return Event(None, data)
+
+    def start(self) -> list[Event]:
+        call = self._reply.tool_call
+        if call is None:
+            return [self._chunk({"role": "assistant", "content": ""})]
+        tool = {"index": 0, "id": self._call_id, "type": "function", "function": {"name": call.name, "arguments": ""}}
+        return [self._chunk({"role": "assistant", "content": None, "tool_calls": [tool]})]
+
+    def delta(self, piece: str) -> list[Event]:
+        if self._reply.tool_call is None:
+            return [self._chunk({"content": piece})]
+        return [self._chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})]
+
+    def end(self) -> list[Event]:
+        events = [self._chunk({}, _finish(self._reply))]
+        if self._with_usage:
+            events.append(Event(None, {**self._base, "choices": [], "usage": _usage(self._usage)}))
+        events.append(Event(None, "[DONE]"))
+        return events
+
+
+def stream(request: Request, reply: Reply, usage: Usage, stamp: Stamp) -> ChatStream:
+    return ChatStream(request, reply, usage, stamp)
+
+
+def models(ids: Sequence[str]) -> dict[str, Any]:
+    return {"object": "list", "data": [{"id": i, "object": "model", "created": 0, "owned_by": "signgate"} for i in ids]}
+
+
+# --- usage -----------------------------------------------------------------------------------
+
+
+def _read_usage(value: object) -> Usage | None:
+    if not isinstance(value, dict):
+        return None
+    return Usage(_read.tokens(value.get("prompt_tokens")), _read.tokens(value.get("completion_tokens")))
+
+
+def answer_usage(answer: object) -> Usage | None:
+    """``usage.prompt_tokens`` and ``usage.completion_tokens`` of a ``chat.completion``."""
+    return _read_usage(answer.get("usage")) if isinstance(answer, dict) else None
+
+
+def event_usage(data: object) -> Usage | None:
+    """The ``usage`` of a chunk: null on every chunk but the last when asked for, absent otherwise."""
+    return _read_usage(data.get("usage")) if isinstance(data, dict) else None
