@@ -218,12 +218,31 @@ class RedisStore(Store):
     Stream leases live ``lease_ttl`` seconds unless refreshed; each process refreshes its own
     every ``lease_ttl / 3`` seconds, so a crashed process's streams stop counting within
     ``lease_ttl``.
+
+    A process keeps at most ``max_connections`` connections; a request finding them all busy
+    waits up to ``timeout`` for one (redis-py's default pool refuses the 101st request at once,
+    which turned a burst of requests into 503s).
     """
 
-    def __init__(self, url: str, *, lease_ttl: int = 90, timeout: float = 1.0, prefix: str = "signgate:") -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        lease_ttl: int = 90,
+        timeout: float = 1.0,
+        prefix: str = "signgate:",
+        max_connections: int = 64,
+    ) -> None:
         import redis.asyncio as aioredis
 
-        self._redis = aioredis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=timeout,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+        )
+        self._redis = aioredis.Redis.from_pool(pool)
         self._script = self._redis.register_script(_ADMIT)
         self._prefix = prefix
         self._lease_ttl = lease_ttl
