@@ -185,7 +185,7 @@ export class UpstreamError extends SigngateError {
 }
 
 /**
-The answer's stream broke or ended before it was complete (`stream_broken`), or one event-stream line or event was longer than the parser's buffer (`sse_buffer_overflow`).
+The answer's stream broke or ended before it was complete (`stream_broken`), or one event-stream line or event was longer than the parser's buffer (`sse_buffer_overflow`, with the parser's `SSEParseError` as its `cause`).
 
 @example
 ```
@@ -340,7 +340,7 @@ export type SSEParserOptions = {
 	/** Called with each comment line (`: text`), without the colon and one following space. */
 	readonly onComment?: (comment: string) => void;
 	/**
-	The most characters one unfinished line or one event's data may hold; past it `feed` throws a `StreamError` with code `sse_buffer_overflow` and the parser resets.
+	The most characters one unfinished line or one event's data may hold; past it `feed` throws an `SSEParseError` of type `buffer_overflow` and the parser resets.
 
 	@default 1048576
 	*/
@@ -362,6 +362,27 @@ export type SSEParser = {
 	/** Forget any unfinished line and event, e.g. before reading a new stream. `retry:` fields are ignored. */
 	reset(): void;
 };
+
+/**
+An event stream `createSSEParser` cannot read. `type` says why: `buffer_overflow` when a line or an event is longer than `maxBufferSize`. (askJSON and askText report it as a `StreamError` with code `sse_buffer_overflow`, this error its `cause`.)
+
+@example
+```
+import {createSSEParser, SSEParseError} from 'signgate';
+
+const parser = createSSEParser({onEvent: console.log, maxBufferSize: 1024});
+try {
+	parser.feed('data: ' + 'x'.repeat(2000));
+} catch (error) {
+	if (error instanceof SSEParseError && error.type === 'buffer_overflow') {
+		console.warn('an event too long to keep; the parser has reset');
+	}
+}
+```
+*/
+export class SSEParseError extends Error {
+	readonly type: 'buffer_overflow';
+}
 
 /**
 A push parser for server-sent events. Lines may end in LF, CR or CRLF and chunks may split anywhere. As in `EventSource`, an event is dispatched at the blank line that ends it; an unfinished one at the end of the stream is dropped.
@@ -396,18 +417,43 @@ console.log(parser.value, parser.done); //=> [1] false
 */
 export type JSONParser = {
 	/**
-	Parse the next piece of JSON text. Throws `SyntaxError` as soon as the text cannot be JSON; after that every call throws the same error.
+	Parse the next piece of JSON text. Throws a `JSONParseError` as soon as the text cannot be JSON; after that every call throws the same error.
 
 	@returns Whether `value` changed.
 	*/
 	feed(text: string): boolean;
-	/** Finish: resolves a top-level number, checks the document is complete, and returns it. Throws `SyntaxError` otherwise. */
+	/** Finish: resolves a top-level number, checks the document is complete, and returns it. Throws a `JSONParseError` otherwise. */
 	end(): unknown;
 	/** The value so far, updated in place (see `AskJSONOptions.onPartial`); undefined before it starts. */
 	readonly value: unknown;
 	/** Whether the top-level value is complete (a top-level number only after `end()`). */
 	readonly done: boolean;
 };
+
+/**
+Text `createJSONParser` cannot accept as JSON. A `SyntaxError`, as with `JSON.parse`, and the message reads the same; `type` says what was wrong and `position` where, counted from the start of all the text fed.
+
+@example
+```
+import {createJSONParser, JSONParseError} from 'signgate';
+
+const parser = createJSONParser();
+try {
+	parser.feed('{"a": [1, ');
+	parser.feed('2}');
+} catch (error) {
+	if (error instanceof JSONParseError) {
+		console.log(error.type, error.position); //=> 'unexpected_character' 11
+	}
+}
+```
+*/
+export class JSONParseError extends SyntaxError {
+	/** `unexpected_character`, `invalid_number` (e.g. `01`, `1.`, `-`) or `unexpected_end` (the text stopped inside a value). */
+	readonly type: 'unexpected_character' | 'invalid_number' | 'unexpected_end';
+	/** Where the offending character or number starts; for `unexpected_end`, the length of the text. */
+	readonly position: number;
+}
 
 /**
 An incremental JSON parser: every character is examined once however the text is split, so feeding a whole answer piece by piece costs as much as one `JSON.parse`.

@@ -6,12 +6,14 @@ import {
 	createJSONParser,
 	createSSEParser,
 	GatewayError,
+	JSONParseError,
 	OutputParseError,
 	type PartialJSON,
 	type SignedRequest,
 	SignEndpointError,
 	signedFetch,
 	SigngateError,
+	SSEParseError,
 	StreamError,
 	TimeoutError,
 	UpstreamError,
@@ -109,3 +111,16 @@ expectType<Equal<typeof json.done, boolean>>();
 expectType<Equal<ReturnType<typeof json.end>, unknown>>();
 // @ts-expect-error: value is read-only
 json.value = 1;
+
+const parseError: unknown = new Error('x');
+if (parseError instanceof JSONParseError) {
+	expectType<Equal<typeof parseError.position, number>>();
+	expectType<Equal<typeof parseError.type, 'unexpected_character' | 'invalid_number' | 'unexpected_end'>>();
+	const asSyntaxError: SyntaxError = parseError;
+}
+
+if (parseError instanceof SSEParseError) {
+	expectType<Equal<typeof parseError.type, 'buffer_overflow'>>();
+	// @ts-expect-error: a parser's error is not one of the client's
+	const asClientError: SigngateError = parseError;
+}
