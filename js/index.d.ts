@@ -138,6 +138,8 @@ export class SignEndpointError extends SigngateError {
 /**
 The gateway refused the request (it answered with an `x-signgate-error` header), or could not be reached (`code` `network_error`, `status` 0). An `expired` refusal has already been retried once with a fresh signature.
 
+Over one of the gateway's limits the status is 429 and the code names the limit: `requests_per_minute_exceeded`, `concurrent_streams_exceeded` or `tokens_per_day_exceeded`; `error.scope` says whose limit (`key`, `tenant` or `user`) and `retryAfter` when to try again.
+
 @example
 ```
 import {askJSON, GatewayError} from 'signgate';
@@ -145,18 +147,20 @@ import {askJSON, GatewayError} from 'signgate';
 try {
 	await askJSON('/api/sign', payload);
 } catch (error) {
-	if (error instanceof GatewayError && error.code === 'rate_limited') {
-		showMessage('Too many requests, try again in a minute.');
+	if (error instanceof GatewayError && error.code.endsWith('_exceeded')) {
+		showMessage(`Too many requests; try again in ${error.retryAfter ?? 60} s.`);
 	}
 }
 ```
 */
 export class GatewayError extends SigngateError {
-	/** The gateway's code: `expired`, `bad_signature`, `upstream_not_allowed`, `rate_limited`, …, or `network_error`. */
+	/** The gateway's code: `expired`, `bad_signature`, `replayed`, `upstream_not_allowed`, `policy_violation`, `requests_per_minute_exceeded`, `at_capacity`, … (docs/protocol.md lists them all), or `network_error`. */
 	readonly code: string;
 	readonly status: number;
-	/** The gateway's error object, e.g. `{code: 'expired', message: '…', now: 1700000000}`. */
+	/** The gateway's error object, e.g. `{code: 'expired', message: '…', now: 1700000000}`, or `{code: 'requests_per_minute_exceeded', message: '…', scope: 'user', limit: 30}`. */
 	readonly error?: {code: string; message?: string; [key: string]: unknown};
+	/** Seconds to wait before trying again, from the gateway's `Retry-After` (sent with the `*_exceeded` codes, `at_capacity` and `store_unavailable`). */
+	readonly retryAfter?: number;
 }
 
 /**
@@ -182,6 +186,8 @@ export class UpstreamError extends SigngateError {
 	readonly error?: unknown;
 	/** The upstream's response body. */
 	readonly body?: string;
+	/** Seconds to wait before trying again, from the upstream's `Retry-After`, if it sent one. */
+	readonly retryAfter?: number;
 }
 
 /**

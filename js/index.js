@@ -459,6 +459,11 @@ var readAnswer = async (response, { where, provider }, out) => {
 
 // js/src/fetch.js
 var bare = (url) => String(url).replace(/[?#][^]*/, "");
+var retryAfter = (headers) => {
+  const value = headers.get("retry-after")?.trim() ?? "";
+  const date = /[a-z]/i.test(value) && Date.parse(value);
+  return /^\d+$/.test(value) ? Number(value) : date ? Math.max(0, Math.ceil((date - Date.now()) / 1e3)) : void 0;
+};
 var run = async (options, call, keepListening) => {
   const { signal, timeout } = options;
   const context = { where: "" };
@@ -541,14 +546,15 @@ var request = async (signEndpoint, payload, options, signal, context) => {
     const code = response.headers.get("x-signgate-error");
     text = await response.text().catch(() => "");
     const error = parseJSON(text)?.error;
+    const fields = { status, retryAfter: retryAfter(response.headers) };
     if (code) {
       if (code === "expired" && status === 401 && !retried) {
         continue;
       }
-      throw new GatewayError(`${context.where} was refused by the gateway: ${status} ${code}${error?.message ? ": " + error.message : ""}`, { code, status, error: error ?? { code } });
+      throw new GatewayError(`${context.where} was refused by the gateway: ${status} ${code}${error?.message ? ": " + error.message : ""}`, { code, error: error ?? { code }, ...fields });
     }
     const kind = error?.code ?? error?.type;
-    throw new UpstreamError(`${context.where}: the upstream answered ${status}${kind ? ` (${kind})` : ""}`, { status, error, body: text });
+    throw new UpstreamError(`${context.where}: the upstream answered ${status}${kind ? ` (${kind})` : ""}`, { error, body: text, ...fields });
   }
 };
 var signedFetch = (signEndpoint, payload, options = {}) => run(options, (signal, context) => request(signEndpoint, payload, options, signal, context), true);

@@ -69,6 +69,7 @@ if (error instanceof SignEndpointError) {
 if (error instanceof GatewayError) {
 	expectType<Equal<typeof error.code, string>>();
 	expectType<Equal<typeof error.status, number>>();
+	expectType<Equal<typeof error.retryAfter, number | undefined>>();
 }
 
 if (error instanceof UpstreamError) {

@@ -6,6 +6,14 @@ import {parseJSON} from './json.js';
 // A URL without its query string and fragment: the query string of a signed URL holds its signature.
 const bare = url => String(url).replace(/[?#][^]*/, '');
 
+// Retry-After in seconds, from delta-seconds or an HTTP date; undefined when absent or unreadable.
+const retryAfter = headers => {
+	const value = headers.get('retry-after')?.trim() ?? '';
+	// An HTTP date names its day and month; Date.parse alone would take '-5' or '1.5' for dates.
+	const date = /[a-z]/i.test(value) && Date.parse(value);
+	return /^\d+$/.test(value) ? Number(value) : date ? Math.max(0, Math.ceil((date - Date.now()) / 1000)) : undefined;
+};
+
 /**
 Runs `call(signal, context)` under the caller's signal and timeout. `context.where` names the
 request in progress, for the message of an abort or a timeout. With `keepListening`, the caller's
@@ -107,17 +115,18 @@ export const request = async (signEndpoint, payload, options, signal, context) =
 		const code = response.headers.get('x-signgate-error');
 		text = await response.text().catch(() => '');
 		const error = parseJSON(text)?.error;
+		const fields = {status, retryAfter: retryAfter(response.headers)};
 		if (code) {
 			// An expired URL is the one refusal a fresh signature cures; the answer has not begun.
 			if (code === 'expired' && status === 401 && !retried) {
 				continue;
 			}
 
-			throw new GatewayError(`${context.where} was refused by the gateway: ${status} ${code}${error?.message ? ': ' + error.message : ''}`, {code, status, error: error ?? {code}});
+			throw new GatewayError(`${context.where} was refused by the gateway: ${status} ${code}${error?.message ? ': ' + error.message : ''}`, {code, error: error ?? {code}, ...fields});
 		}
 
 		const kind = error?.code ?? error?.type;
-		throw new UpstreamError(`${context.where}: the upstream answered ${status}${kind ? ` (${kind})` : ''}`, {status, error, body: text});
+		throw new UpstreamError(`${context.where}: the upstream answered ${status}${kind ? ` (${kind})` : ''}`, {error, body: text, ...fields});
 	}
 };
 

@@ -110,7 +110,7 @@ test('an unreachable sign endpoint is a SignEndpointError with status 0', async 
 	});
 });
 
-for (const [status, code] of [[400, 'malformed'], [401, 'bad_signature'], [401, 'missing_header'], [403, 'upstream_not_allowed'], [409, 'replayed'], [413, 'body_too_large'], [429, 'rate_limited'], [502, 'upstream_unreachable'], [503, 'at_capacity'], [504, 'upstream_timeout']]) {
+for (const [status, code] of [[400, 'malformed'], [401, 'bad_signature'], [401, 'missing_header'], [403, 'upstream_not_allowed'], [409, 'replayed'], [413, 'body_too_large'], [403, 'policy_violation'], [429, 'requests_per_minute_exceeded'], [429, 'concurrent_streams_exceeded'], [429, 'tokens_per_day_exceeded'], [502, 'upstream_unreachable'], [503, 'at_capacity'], [503, 'store_unavailable'], [504, 'upstream_timeout']]) {
 	test(`a gateway refusal ${status} ${code} is a GatewayError with that code, not retried`, async t => {
 		const {endpoint, log} = await serve(t, {gateway: refuse(status, code)});
 		await assert.rejects(signedFetch(endpoint, {question: 'q'}), error => {
@@ -118,6 +118,7 @@ for (const [status, code] of [[400, 'malformed'], [401, 'bad_signature'], [401, 
 			assert.equal(error.code, code);
 			assert.equal(error.status, status);
 			assert.deepEqual(error.error, {code, message: `refused: ${code}`});
+			assert.equal(error.retryAfter, undefined);
 			return assertSafe(error, new RegExp(String.raw`^POST http://127\.0\.0\.1:\d+/gateway/v1/chat/completions was refused by the gateway: ${status} ${code}: refused: ${code}$`));
 		});
 		assert.equal(log.sign.length, 1);
@@ -245,4 +246,46 @@ test('signedFetch\'s timeout stops once the response has come; the signal still 
 	const reading = second.text();
 	controller.abort();
 	await assert.rejects(reading, {name: 'AbortError'});
+});
+
+test('Retry-After becomes retryAfter in seconds, from delta-seconds or an HTTP date', async t => {
+	const now = Date.now();
+	const cases = [
+		['42', 42],
+		[' 7 ', 7],
+		['0', 0],
+		[new Date(now + 90_000).toUTCString(), 90],
+		[new Date(now - 60_000).toUTCString(), 0],
+		['soon', undefined],
+		['-5', undefined],
+		['1.5', undefined],
+		['', undefined],
+		['Sun, 06 Nov 1994 08:49:37 GMT', 0],
+	];
+	for (const [header, seconds] of cases) {
+		const {endpoint} = await serve(t, {
+			gateway(request, response) {
+				response.writeHead(429, {'content-type': 'application/json', 'x-signgate-error': 'requests_per_minute_exceeded', 'retry-after': header});
+				response.end(JSON.stringify({error: {code: 'requests_per_minute_exceeded', message: 'the user\'s limit of 30 requests per minute is reached', scope: 'user', limit: 30}}));
+			},
+		});
+		await assert.rejects(signedFetch(endpoint, {}), error => {
+			assert.ok(error instanceof GatewayError);
+			assert.equal(error.code, 'requests_per_minute_exceeded');
+			// An HTTP date has whole seconds, so the wait may come out a second shorter.
+			assert.ok(seconds === undefined ? error.retryAfter === undefined : Math.abs(error.retryAfter - seconds) <= 1, `${header}: ${error.retryAfter}`);
+			assert.deepEqual([error.error.scope, error.error.limit], ['user', 30]);
+			return true;
+		});
+	}
+});
+
+test('an upstream\'s Retry-After is kept too', async t => {
+	const {endpoint} = await serve(t, {
+		gateway(request, response) {
+			response.writeHead(429, {'content-type': 'application/json', 'retry-after': '20'});
+			response.end(JSON.stringify({error: {message: 'slow down', type: 'requests', code: 'rate_limit_exceeded'}}));
+		},
+	});
+	await assert.rejects(signedFetch(endpoint, {}), error => error instanceof UpstreamError && error.retryAfter === 20 && error.status === 429);
 });

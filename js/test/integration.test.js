@@ -128,3 +128,25 @@ test('signedFetch returns the gateway response; a replay of a single-use URL is 
 	assert.equal((await replay.json()).error.code, 'replayed');
 	assert.match(await response.text(), /data: \[DONE]/);
 });
+
+test('over the real gateway\'s per-user limit: GatewayError requests_per_minute_exceeded, with retryAfter', async () => {
+	// python -m demo runs the gateway with --limit user.requests_per_minute=30. A calendar minute
+	// may turn over once on the way, so allow for twice the limit before the refusal.
+	const headers = await session();
+	let refusal;
+	for (let attempt = 0; attempt < 61 && !refusal; attempt++) {
+		try {
+			// Counted once admitted: the answer itself is not needed.
+			await (await signedFetch(`${app}/api/search/sign`, {query: 'a green estate'}, {headers})).body.cancel();
+		} catch (error) {
+			refusal = error;
+		}
+	}
+
+	assert.ok(refusal instanceof GatewayError, `no refusal in 61 requests, or another error: ${refusal}`);
+	assert.equal(refusal.code, 'requests_per_minute_exceeded');
+	assert.equal(refusal.status, 429);
+	assert.deepEqual([refusal.error.scope, refusal.error.limit], ['user', 30]);
+	assert.ok(refusal.retryAfter >= 1 && refusal.retryAfter <= 60, `retryAfter ${refusal.retryAfter}`);
+	assert.match(refusal.message, /was refused by the gateway: 429 requests_per_minute_exceeded: the user's limit of 30 requests per minute is reached$/);
+});
