@@ -115,22 +115,31 @@ export class SigngateError extends Error {
 /**
 The app's sign endpoint failed, could not be reached (`status` 0) or did not answer with a signed request.
 
+When the endpoint answers an error as JSON `{"error": {"code": "…", "message": "…"}}` (the gateway's own shape), `error` holds that object and `message` ends with its message; `retryAfter` holds its `Retry-After`, so the page can say what the app said and when to try again.
+
 @example
 ```
-import {signedFetch, SignEndpointError} from 'signgate';
+import {askJSON, SignEndpointError} from 'signgate';
 
 try {
-	await signedFetch('/api/sign', payload);
+	await askJSON('/api/sign', payload);
 } catch (error) {
 	if (error instanceof SignEndpointError && error.status === 401) {
 		location.assign('/login');
+	} else if (error instanceof SignEndpointError && error.status === 429) {
+		showMessage(error.error?.message ?? 'Too many requests.', error.retryAfter);
 	}
 }
 ```
 */
 export class SignEndpointError extends SigngateError {
 	readonly code: 'sign_failed';
+	/** The sign endpoint's HTTP status; 0 when it could not be reached. */
 	readonly status: number;
+	/** The endpoint's JSON error, when its body is `{"error": {"code", "message"}}` with a string `code`. */
+	readonly error?: {code: string; message?: string; [key: string]: unknown};
+	/** Seconds to wait before trying again, from the endpoint's `Retry-After` (delta-seconds or an HTTP date), when it sent one. */
+	readonly retryAfter?: number;
 	/** The sign endpoint's response body; absent when it could not be reached. */
 	readonly body?: string;
 }

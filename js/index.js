@@ -521,7 +521,10 @@ var request = async (signEndpoint, payload, options, signal, context) => {
     }
     let { status } = response;
     if (!response.ok) {
-      throw new SignEndpointError(`${context.where} answered ${status}`, { status, body: text });
+      let { error: error2 } = parseJSON(text) ?? {};
+      error2 = typeof error2?.code === "string" ? error2 : void 0;
+      const message = typeof error2?.message === "string" ? ": " + error2.message : "";
+      throw new SignEndpointError(`${context.where} answered ${status}${message}`, { status, error: error2, retryAfter: retryAfter(response.headers), body: text });
     }
     const signed = parseJSON(text);
     if (typeof signed?.url !== "string") {

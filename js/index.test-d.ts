@@ -64,6 +64,12 @@ if (error instanceof SigngateError) {
 if (error instanceof SignEndpointError) {
 	expectType<Equal<typeof error.code, 'sign_failed'>>();
 	expectType<Equal<typeof error.status, number>>();
+	expectType<Equal<typeof error.retryAfter, number | undefined>>();
+	expectType<Equal<typeof error.error, {code: string; message?: string; [key: string]: unknown} | undefined>>();
+	if (error.error) {
+		expectType<Equal<typeof error.error.code, string>>();
+		expectType<Equal<typeof error.error.message, string | undefined>>();
+	}
 }
 
 if (error instanceof GatewayError) {

@@ -85,7 +85,11 @@ export const request = async (signEndpoint, payload, options, signal, context) =
 
 		let {status} = response;
 		if (!response.ok) {
-			throw new SignEndpointError(`${context.where} answered ${status}`, {status, body: text});
+			// The app's own error, when it answers in the gateway's shape {"error": {"code", "message"}}.
+			let {error} = parseJSON(text) ?? {};
+			error = typeof error?.code === 'string' ? error : undefined;
+			const message = typeof error?.message === 'string' ? ': ' + error.message : '';
+			throw new SignEndpointError(`${context.where} answered ${status}${message}`, {status, error, retryAfter: retryAfter(response.headers), body: text});
 		}
 
 		const signed = parseJSON(text);

@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import test from 'node:test';
 import {AbortError, GatewayError, SignEndpointError, TimeoutError, UpstreamError} from '../src/errors.js';
+import {askJSON} from '../src/ask.js';
 import {signedFetch} from '../src/fetch.js';
 import {assertSafe, closedPort, refuse, serve, SIGNATURE, startStream, streaming} from './server.js';
 
@@ -81,9 +82,57 @@ test('a sign endpoint that refuses is a SignEndpointError with its status and bo
 		assert.equal(error.code, 'sign_failed');
 		assert.equal(error.status, 403);
 		assert.equal(error.body, 'CSRF token missing');
+		assert.equal(error.error, undefined);
+		assert.equal(error.retryAfter, undefined);
 		return assertSafe(error, /^POST http:\/\/127\.0\.0\.1:\d+\/sign answered 403$/);
 	});
 	assert.equal(log.gateway.length, 0);
+});
+
+test('a sign endpoint\'s JSON error is kept as error, its message in the message, Retry-After as retryAfter', async t => {
+	const body = JSON.stringify({error: {code: 'too_many_questions', message: 'at most 10 AI searches a minute; try again in 50 s'}});
+	const {endpoint, log} = await serve(t, {
+		sign(request, response) {
+			response.writeHead(429, {'content-type': 'application/json', 'retry-after': '50'});
+			response.end(body);
+		},
+	});
+	await assert.rejects(askJSON(endpoint, {question: 'q'}), error => {
+		assert.ok(error instanceof SignEndpointError);
+		assert.equal(error.code, 'sign_failed');
+		assert.equal(error.status, 429);
+		assert.deepEqual(error.error, {code: 'too_many_questions', message: 'at most 10 AI searches a minute; try again in 50 s'});
+		assert.equal(error.retryAfter, 50);
+		assert.equal(error.body, body);
+		return assertSafe(error, /^POST http:\/\/127\.0\.0\.1:\d+\/sign answered 429: at most 10 AI searches a minute; try again in 50 s$/);
+	});
+	assert.equal(log.gateway.length, 0);
+});
+
+test('a sign endpoint error that is not {"error": {"code", ...}} leaves error undefined', async t => {
+	const bodies = [
+		['{"error": "nope"}', undefined],
+		['{"error": {"message": "no code"}}', undefined],
+		['{"error": {"code": 7, "message": "a number"}}', undefined],
+		['[1]', undefined],
+		['null', undefined],
+		['{"error": {"code": "no_message"}}', {code: 'no_message'}],
+		['{"error": {"code": "odd", "message": 42}}', {code: 'odd', message: 42}],
+	];
+	for (const [body, expected] of bodies) {
+		const {endpoint} = await serve(t, {
+			sign(request, response) {
+				response.writeHead(503, {'content-type': 'application/json', 'retry-after': new Date(Date.now() + 30_000).toUTCString()});
+				response.end(body);
+			},
+		});
+		await assert.rejects(signedFetch(endpoint, {}), error => {
+			assert.deepEqual(error.error, expected, body);
+			assert.match(error.message, /\/sign answered 503$/, 'only a string message goes into the message');
+			assert.ok(error.retryAfter >= 29 && error.retryAfter <= 30, `retryAfter ${error.retryAfter} from an HTTP date`);
+			return true;
+		});
+	}
 });
 
 test('a sign endpoint that answers something else than a signed request is a SignEndpointError', async t => {
