@@ -70,7 +70,41 @@ export type PartialJSON<T> = T extends Array<infer Item>
 		: T;
 
 /**
-Options of `askJSON`: those of `signedFetch`, and callbacks that follow the answer as it streams in.
+The model APIs `askJSON` and `askText` read, by the name their `format` option takes:
+
+- `chat`: OpenAI Chat Completions, and the servers that copy it (Azure OpenAI, Ollama, vLLM, llama.cpp, OpenRouter, Groq, …);
+- `responses`: OpenAI Responses;
+- `anthropic`: Anthropic Messages;
+- `gemini`: Google Gemini's `generateContent`, and `streamGenerateContent` with `?alt=sse`.
+
+@example
+```
+const format: AnswerFormat = 'anthropic';
+await askJSON('/api/sign', payload, {format});
+```
+*/
+export type AnswerFormat = 'chat' | 'responses' | 'anthropic' | 'gemini';
+
+/**
+Options of `askText`: those of `signedFetch`, the API the answer comes from, and a callback that follows the text as it streams in.
+
+@example
+```
+const options: AskTextOptions = {format: 'gemini', onText: delta => output.append(delta)};
+```
+*/
+export type AskTextOptions = SignedFetchOptions & {
+	/**
+	The API the answer comes from. Left out, it is recognised from the answer, which is almost always right; name it when a server's answers could pass for another API's.
+	*/
+	readonly format?: AnswerFormat;
+
+	/** Called with each piece of the model's text as it arrives. */
+	readonly onText?: (delta: string) => void;
+};
+
+/**
+Options of `askJSON`: those of `signedFetch`, the API the answer comes from, and callbacks that follow the answer as it streams in.
 
 @example
 ```
@@ -81,13 +115,20 @@ const options: AskJSONOptions<{title: string}> = {
 ```
 */
 export type AskJSONOptions<T = unknown> = SignedFetchOptions & {
-	/** Called with each piece of the assistant's text as it arrives. */
+	/**
+	The API the answer comes from. Left out, it is recognised from the answer, which is almost always right; name it when a server's answers could pass for another API's.
+	*/
+	readonly format?: AnswerFormat;
+
+	/** Called with each piece of the model's output as it arrives: its text, and a tool call's arguments. */
 	readonly onText?: (delta: string) => void;
 
 	/**
 	Called with the answer parsed so far, each time it changed. Complete keys and values appear as they finish; a string value appears as soon as its opening quote arrives and grows as the text comes in; numbers, `true`, `false` and `null` appear once complete.
 
 	The same object is updated in place between calls (this keeps the parsing linear): copy it, e.g. with `structuredClone`, to keep a snapshot or to hand a new object to a UI framework.
+
+	It works alike whether the JSON comes as text or as a tool call's arguments, except with Gemini, which sends a call's arguments whole: one call, with the complete object.
 	*/
 	readonly onPartial?: (partial: PartialJSON<T>) => void;
 };
@@ -173,7 +214,7 @@ export class GatewayError extends SigngateError {
 }
 
 /**
-The model API (behind the gateway) answered with an error, or with something that is not a chat completion.
+The model API (behind the gateway) answered with an error, sent one in its stream, or answered with something that is not a model's answer.
 
 @example
 ```
@@ -191,7 +232,7 @@ try {
 export class UpstreamError extends SigngateError {
 	readonly code: 'upstream_error';
 	readonly status: number;
-	/** The upstream's error object as it sent it, e.g. OpenAI's `{message, type, code}`. */
+	/** The upstream's error object as it sent it, e.g. OpenAI's `{message, type, code}`, Anthropic's `{type, message}`, Gemini's `{code, message, status}`. */
 	readonly error?: unknown;
 	/** The upstream's response body. */
 	readonly body?: string;
@@ -220,7 +261,7 @@ export class StreamError extends SigngateError {
 }
 
 /**
-The model's answer is not JSON. A fenced answer (```` ```json … ``` ````) is accepted.
+The model's answer is not JSON. A fenced answer (```` ```json … ``` ````) is accepted. The message ends with the API's stop reason when it sent one, e.g. `(stop reason: length)` for an answer cut at the token limit.
 
 @example
 ```
@@ -237,7 +278,7 @@ try {
 */
 export class OutputParseError extends SigngateError {
 	readonly code: 'invalid_output';
-	/** The model's whole answer text. */
+	/** The model's whole answer: its text, or the tool call's arguments when it called one. */
 	readonly text: string;
 }
 
@@ -304,11 +345,11 @@ for await (const chunk of response.body) {
 export function signedFetch(signEndpoint: string | URL, payload: unknown, options?: SignedFetchOptions): Promise<Response>;
 
 /**
-Ask for a chat completion through the gateway and resolve with the assistant's answer parsed as JSON. Works with streamed (`text/event-stream`) and plain JSON answers.
+Ask the model through the gateway and resolve with the JSON it wrote, parsed: its text, or, when it called a tool, the first tool call's arguments (a call without any is `{}`). Reads every `AnswerFormat`, streamed (`text/event-stream`) or not, recognising the API from the answer unless `format` names it.
 
-@param signEndpoint - The app's own endpoint that answers with a `SignedRequest` for an OpenAI-compatible chat-completions call.
+@param signEndpoint - The app's own endpoint that answers with a `SignedRequest` for the model API call.
 @param payload - What the backend needs to build that call; sent as JSON.
-@throws SignEndpointError, GatewayError, UpstreamError, StreamError, OutputParseError, AbortError, TimeoutError
+@throws SignEndpointError, GatewayError, UpstreamError, StreamError, OutputParseError, AbortError, TimeoutError, and TypeError for an unknown `format`
 
 @example
 ```
@@ -323,6 +364,25 @@ console.log(recipe.steps.length);
 ```
 */
 export function askJSON<T = unknown>(signEndpoint: string | URL, payload: unknown, options?: AskJSONOptions<T>): Promise<T>;
+
+/**
+Ask the model through the gateway and resolve with the text it wrote (tool calls are left out). Reads every `AnswerFormat`, streamed or not, as `askJSON` does.
+
+@param signEndpoint - The app's own endpoint that answers with a `SignedRequest` for the model API call.
+@param payload - What the backend needs to build that call; sent as JSON.
+@throws SignEndpointError, GatewayError, UpstreamError, StreamError, AbortError, TimeoutError, and TypeError for an unknown `format`
+
+@example
+```
+import {askText} from 'signgate';
+
+output.textContent = '';
+const summary = await askText('/api/summary', {article: id}, {
+	onText: delta => output.append(delta),
+});
+```
+*/
+export function askText(signEndpoint: string | URL, payload: unknown, options?: AskTextOptions): Promise<string>;
 
 /**
 One server-sent event.

@@ -272,22 +272,66 @@ var createJSONParser = () => {
   return parser;
 };
 
+// js/src/providers/anthropic.js
+var anthropic = {
+  name: "anthropic",
+  is: (value) => /^(message|content_block|ping)/.test(value?.type),
+  body(value, out) {
+    if (!Array.isArray(value.content)) {
+      return;
+    }
+    let called;
+    for (const block of value.content) {
+      if (block.type === "text") {
+        out.text(block.text);
+      } else if (block.type === "tool_use" && !called) {
+        called = true;
+        out.call(JSON.stringify(block.input ?? {}));
+      }
+    }
+    out.end(value.stop_reason);
+    return true;
+  },
+  stream(out) {
+    let call;
+    return (value) => {
+      const { type, index, delta } = value ?? {};
+      if (type === "content_block_start" && value.content_block?.type === "tool_use" && call === void 0) {
+        call = index;
+        out.call("");
+      } else if (type === "content_block_delta" && delta?.type === "text_delta") {
+        out.text(delta.text);
+      } else if (type === "content_block_delta" && delta?.type === "input_json_delta" && index === call) {
+        out.call(delta.partial_json);
+      } else if (type === "message_delta" && delta?.stop_reason) {
+        out.end(delta.stop_reason);
+      } else if (type === "message_stop") {
+        out.done();
+      }
+    };
+  }
+};
+
 // js/src/providers/chat.js
+var firstChoice = (value) => value?.choices?.find?.((choice) => !choice.index);
 var take = (choice, out) => {
   const message = choice.delta ?? choice.message;
   if (message?.content) {
     out.text(message.content);
   }
+  const call = message?.tool_calls?.find?.((call2) => !call2.index);
+  if (call) {
+    out.call(call.function?.arguments ?? "");
+  }
   if (choice.finish_reason) {
     out.end(choice.finish_reason);
   }
 };
-var first = (value) => value?.choices?.find?.((choice) => !choice.index);
 var chat = {
   name: "chat",
   is: (value) => Array.isArray(value?.choices),
   body(value, out) {
-    const choice = first(value);
+    const choice = firstChoice(value);
     if (choice?.message) {
       take(choice, out);
       return true;
@@ -296,14 +340,98 @@ var chat = {
   stream: (out) => (value, data) => {
     if (data === "[DONE]") {
       out.done();
-    } else if (first(value)) {
-      take(first(value), out);
+    } else if (firstChoice(value)) {
+      take(firstChoice(value), out);
     }
   }
 };
 
+// js/src/providers/gemini.js
+var take2 = (value, out, state) => {
+  const candidate = value.candidates?.find?.((candidate2) => !candidate2.index);
+  for (const part of candidate?.content?.parts ?? []) {
+    if (part.thought) {
+      continue;
+    }
+    if (part.text) {
+      out.text(part.text);
+    }
+    if (part.functionCall && !state.called) {
+      state.called = true;
+      out.call(JSON.stringify(part.functionCall.args ?? {}));
+    }
+  }
+  const reason = candidate?.finishReason ?? value.promptFeedback?.blockReason;
+  if (reason) {
+    out.end(reason);
+  }
+};
+var gemini = {
+  name: "gemini",
+  is: (value) => Array.isArray(value?.candidates) || Boolean(value?.promptFeedback),
+  body(value, out) {
+    take2(value, out, {});
+    return true;
+  },
+  stream(out) {
+    const state = {};
+    return (value) => value && take2(value, out, state);
+  }
+};
+
+// js/src/providers/responses.js
+var finish = (response, out) => {
+  if (response?.status === "failed") {
+    out.fail(response.error ?? {});
+  }
+  out.end(response?.incomplete_details?.reason ?? response?.status ?? "completed");
+};
+var responses = {
+  name: "responses",
+  is: (value) => /^response\./.test(value?.type) || value?.object === "response",
+  body(value, out) {
+    if (!Array.isArray(value.output)) {
+      return;
+    }
+    let called;
+    for (const item of value.output) {
+      if (item.type === "message") {
+        for (const part of item.content ?? []) {
+          if (part.type === "output_text") {
+            out.text(part.text);
+          }
+        }
+      } else if (item.type === "function_call" && !called) {
+        called = true;
+        out.call(item.arguments ?? "");
+      }
+    }
+    finish(value, out);
+    return true;
+  },
+  stream(out) {
+    let call;
+    return (value) => {
+      const { type } = value ?? {};
+      if (type === "response.output_text.delta") {
+        out.text(value.delta);
+      } else if (type === "response.output_item.added" && value.item?.type === "function_call" && call === void 0) {
+        call = value.item.id;
+        out.call(value.item.arguments ?? "");
+      } else if (type === "response.function_call_arguments.delta" && (call ??= value.item_id) === value.item_id) {
+        out.call(value.delta);
+      } else if (/^response\.(completed|incomplete|failed)$/.test(type)) {
+        finish(value.response, out);
+        out.done();
+      } else if (type === "error") {
+        out.fail(value);
+      }
+    };
+  }
+};
+
 // js/src/providers/index.js
-var providers = [chat];
+var providers = [chat, responses, anthropic, gemini];
 
 // js/src/sse.js
 var SSEParseError = class extends Error {
@@ -556,44 +684,72 @@ var request = async (signEndpoint, payload, options, signal, context) => {
       }
       throw new GatewayError(`${context.where} was refused by the gateway: ${status} ${code}${error?.message ? ": " + error.message : ""}`, { code, error: error ?? { code }, ...fields });
     }
-    const kind = error?.code ?? error?.type;
+    const kind = [error?.code, error?.type, error?.status].find((value) => typeof value === "string");
     throw new UpstreamError(`${context.where}: the upstream answered ${status}${kind ? ` (${kind})` : ""}`, { error, body: text, ...fields });
   }
 };
 var signedFetch = (signEndpoint, payload, options = {}) => run(options, (signal, context) => request(signEndpoint, payload, options, signal, context), true);
 
 // js/src/ask.js
-var askJSON = (signEndpoint, payload, options = {}) => run(options, async (signal, context) => {
+var ask = (signEndpoint, payload, options, out, result) => run(options, async (signal, context) => {
+  const { format } = options;
+  const provider = providers.find((candidate) => candidate.name === format);
+  if (format !== void 0 && !provider) {
+    throw new TypeError(`format must be one of ${providers.map((candidate) => `'${candidate.name}'`).join(", ")}, or left out to recognise the API from its answer; got ${JSON.stringify(format)}`);
+  }
   const response = await request(signEndpoint, payload, options, signal, context);
-  const { where } = context;
-  let parser = createJSONParser();
-  let text = "";
-  const take2 = (delta) => {
-    text += delta;
+  return result(context.where, await readAnswer(response, { where: context.where, provider }, out));
+});
+var askJSON = (signEndpoint, payload, options = {}) => {
+  const channel = () => ({ text: "", parser: createJSONParser() });
+  const message = channel();
+  let call;
+  const take3 = (target, delta) => {
+    if (!delta) {
+      return;
+    }
+    target.text += delta;
     options.onText?.(delta);
     let changed;
     try {
-      changed = parser?.feed(delta);
+      changed = target.parser?.feed(delta);
     } catch {
-      parser = void 0;
+      target.parser = void 0;
     }
     if (changed) {
-      options.onPartial?.(parser.value);
+      options.onPartial?.(target.parser.value);
     }
   };
-  const reason = await readAnswer(response, { where }, { text: take2 });
-  if (parser) {
-    try {
-      return parser.end();
-    } catch {
+  return ask(signEndpoint, payload, options, {
+    text: (delta) => take3(message, delta),
+    call: (delta) => take3(call ??= channel(), delta)
+  }, (where, reason) => {
+    const { parser } = call ?? message;
+    const text = call ? call.text || "{}" : message.text;
+    if (parser) {
+      try {
+        return parser.end();
+      } catch {
+      }
     }
-  }
-  try {
-    return JSON.parse(text.trim().replace(/^```\w*|```$/g, ""));
-  } catch (cause) {
-    throw new OutputParseError(`${where}: the model's answer is not JSON${reason ? ` (stop reason: ${reason})` : ""}`, { text, cause });
-  }
-});
+    try {
+      return JSON.parse(text.trim().replace(/^```\w*|```$/g, ""));
+    } catch (cause) {
+      throw new OutputParseError(`${where}: the model's answer is not JSON${reason ? ` (stop reason: ${reason})` : ""}`, { text, cause });
+    }
+  });
+};
+var askText = (signEndpoint, payload, options = {}) => {
+  let text = "";
+  return ask(signEndpoint, payload, options, {
+    text(delta) {
+      text += delta;
+      options.onText?.(delta);
+    },
+    call() {
+    }
+  }, () => text);
+};
 export {
   AbortError,
   GatewayError,
@@ -606,6 +762,7 @@ export {
   TimeoutError,
   UpstreamError,
   askJSON,
+  askText,
   createJSONParser,
   createSSEParser,
   signedFetch

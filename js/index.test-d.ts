@@ -2,7 +2,9 @@
 // The import goes through the package's own name, so package.json's `exports.types` is checked too.
 import {
 	AbortError,
+	type AnswerFormat,
 	askJSON,
+	askText,
 	createJSONParser,
 	createSSEParser,
 	GatewayError,
@@ -51,6 +53,18 @@ await signedFetch(42, {});
 await signedFetch('/api/sign', {}, {credentials: 'always'});
 // @ts-expect-error: askJSON has no such option
 await askJSON('/api/sign', {}, {onDelta() {}});
+
+// The API can be named; only the known ones.
+await askJSON('/api/sign', {}, {format: 'responses'});
+const format: AnswerFormat = 'gemini';
+// @ts-expect-error: not a format askJSON reads
+await askJSON('/api/sign', {}, {format: 'openai'});
+
+// askText resolves with a string; it has no onPartial.
+const text = await askText('/api/sign', {}, {format, onText: delta => delta.length, timeout: 1000});
+expectType<Equal<typeof text, string>>();
+// @ts-expect-error: askText has no onPartial
+await askText('/api/sign', {}, {onPartial() {}});
 
 const signed: SignedRequest = {url: 'https://gw.example/v1/x', method: 'POST', headers: {}, body: null};
 expectType<Equal<typeof signed.body, string | null>>();

@@ -1,6 +1,15 @@
 // Reads a model API's answer from the gateway's 2xx Response, streamed (text/event-stream) or
 // whole, and hands what the model wrote to `out`. Which API answered is recognised from the answer
-// (each provider module knows its own shapes) unless the caller named it.
+// unless the caller named it; this module knows no API's shapes, its providers do.
+//
+// A provider (providers/*.js) is {name, is, body, stream}:
+//   is(value)          whether a parsed answer body or stream event is in this API's shape
+//   body(value, sink)  reads a whole answer; returns true if it was one
+//   stream(sink)       a function taking each event of one stream: (value, data), the event's
+//                      data parsed as JSON (undefined when it is not) and as sent
+// and reports to the sink: text(delta) the model's text, call(delta) the first tool call's
+// arguments ('' when the call opens), end(reason) the API's stop reason, done() the stream's
+// last event, fail(error) an error object the API sent.
 import {StreamError, UpstreamError} from './errors.js';
 import {parseJSON} from './json.js';
 import {providers} from './providers/index.js';

@@ -129,7 +129,8 @@ export const request = async (signEndpoint, payload, options, signal, context) =
 			throw new GatewayError(`${context.where} was refused by the gateway: ${status} ${code}${error?.message ? ': ' + error.message : ''}`, {code, error: error ?? {code}, ...fields});
 		}
 
-		const kind = error?.code ?? error?.type;
+		// The error's kind, in its own words: the first of its code, type and status that is a word.
+		const kind = [error?.code, error?.type, error?.status].find(value => typeof value === 'string');
 		throw new UpstreamError(`${context.where}: the upstream answered ${status}${kind ? ` (${kind})` : ''}`, {error, body: text, ...fields});
 	}
 };

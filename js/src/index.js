@@ -1,6 +1,6 @@
 // signgate's browser helper: ask the app's backend for a signed request, send it to the gateway,
 // read the model's (streamed) answer and return the JSON it wrote.
-export {askJSON} from './ask.js';
+export {askJSON, askText} from './ask.js';
 export {
 	AbortError,
 	GatewayError,

@@ -1,57 +1,12 @@
 // Reading an answer (js/src/answer.js) alone: a Response made here, its body cut into chunks at
-// every awkward place, without a server or a signature in between.
+// every awkward place, without a server or a signature in between. Each API's shapes are tested
+// in provider-*.test.js; here, what holds for all of them.
 import assert from 'node:assert/strict';
 import test from 'node:test';
-import {readAnswer} from '../src/answer.js';
 import {StreamError, UpstreamError} from '../src/errors.js';
 import {SSEParseError} from '../src/sse.js';
-
-const encoder = new TextEncoder();
-const SSE = 'text/event-stream; charset=utf-8';
-
-/**
-A Response whose body gives `chunks` (strings or bytes) one read at a time, then ends, or fails
-with `failure`, or, with `hang`, never ends.
-*/
-export const respond = (chunks, {type = SSE, failure, hang} = {}) => {
-	const queue = chunks.map(piece => (typeof piece === 'string' ? encoder.encode(piece) : piece));
-	let cancelled = false;
-	const body = new ReadableStream({
-		pull(controller) {
-			if (queue.length) {
-				controller.enqueue(queue.shift());
-			} else if (failure) {
-				controller.error(failure);
-			} else if (!hang) {
-				controller.close();
-			}
-		},
-		cancel() {
-			cancelled = true;
-		},
-	}, {highWaterMark: 0});
-	const response = new Response(body, {headers: {'content-type': type}});
-	Object.defineProperty(response, 'cancelled', {get: () => cancelled});
-	return response;
-};
-
-/** Reads `response`, collecting what readAnswer hands out; resolves with the result and the parts. */
-export const read = async (response, options = {}) => {
-	const parts = [];
-	const reason = await readAnswer(response, {where: 'POST https://gw.example/v1/x', ...options}, {
-		text: delta => parts.push(['text', delta]),
-		call: delta => parts.push(['call', delta]),
-	});
-	return {reason, parts, text: parts.filter(([kind]) => kind === 'text').map(([, delta]) => delta).join('')};
-};
-
-/** Every way of cutting `text` in two, by bytes, so cuts fall inside characters and line ends too. */
-export const splits = function * (text) {
-	const bytes = encoder.encode(text);
-	for (let at = 0; at <= bytes.length; at++) {
-		yield [bytes.subarray(0, at), bytes.subarray(at)];
-	}
-};
+import {providers} from '../src/providers/index.js';
+import {JSON_TYPE, read, respond, splits, streams, wholes} from './answers.js';
 
 const chatChunk = (content, finish = null) => JSON.stringify({
 	object: 'chat.completion.chunk',
@@ -85,7 +40,7 @@ test('a streamed answer cut at every byte gives the same text and stop reason', 
 test('an answer that is not streamed is read whole', async () => {
 	const body = JSON.stringify({choices: [{index: 0, message: {role: 'assistant', content: '[1, 2]'}, finish_reason: 'length'}]});
 	for (const pieces of splits(body)) {
-		assert.deepEqual(await read(respond(pieces, {type: 'application/json'})), {reason: 'length', parts: [['text', '[1, 2]']], text: '[1, 2]'});
+		assert.deepEqual(await read(respond(pieces, {type: JSON_TYPE})), {reason: 'length', text: '[1, 2]', call: undefined, parts: [['text', '[1, 2]']]});
 	}
 });
 
@@ -96,7 +51,7 @@ test('reading stops at the stream\'s last event without waiting for the connecti
 });
 
 test('a stream that ends after the stop reason without its last event is complete', async () => {
-	assert.deepEqual(await read(respond([`data: ${chatChunk('{}', 'stop')}\n\n`])), {reason: 'stop', parts: [['text', '{}']], text: '{}'});
+	assert.deepEqual(await read(respond([`data: ${chatChunk('{}', 'stop')}\n\n`])), {reason: 'stop', text: '{}', call: undefined, parts: [['text', '{}']]});
 });
 
 test('a stream that breaks after the stop reason is complete; before it, a StreamError', async () => {
@@ -142,11 +97,32 @@ test('an event past the SSE buffer is a StreamError sse_buffer_overflow, the par
 
 test('a whole answer that no API read here would send is an UpstreamError keeping the body', async () => {
 	for (const body of ['<html>captive portal</html>', '{"choices": []}', '{"object": "list", "data": []}', '{"error": {"message": "no"}}']) {
-		await assert.rejects(read(respond([body], {type: 'application/json'})), error => {
+		await assert.rejects(read(respond([body], {type: JSON_TYPE})), error => {
 			assert.ok(error instanceof UpstreamError);
 			assert.equal(error.body, body);
 			assert.equal(error.message, 'POST https://gw.example/v1/x: the upstream answered 200 with something that is not a model\'s answer');
 			return true;
 		});
 	}
+});
+
+test('each API\'s answers are recognised by its own provider module and no other', () => {
+	for (const format of Object.keys(streams)) {
+		const samples = [wholes[format]('{}', false), wholes[format]('{}', true)];
+		for (const line of streams[format](['{}'], true).split(/\r?\n/)) {
+			if (line.startsWith('data: {')) {
+				samples.push(JSON.parse(line.slice(6)));
+			}
+		}
+
+		for (const sample of samples) {
+			const recognising = providers.filter(provider => provider.is(sample)).map(provider => provider.name);
+			assert.deepEqual(recognising, [format], JSON.stringify(sample));
+		}
+	}
+});
+
+test('events before the first one an API is recognised by are skipped', async () => {
+	const stream = `data: "hello"\n\ndata: [1]\n\ndata: {"object": "unknown"}\n\n${streams.anthropic(['{"a": 1}'], false)}`;
+	assert.deepEqual(await read(respond([stream])), {reason: 'end_turn', text: '{"a": 1}', call: undefined, parts: [['text', '{"a": 1}']]});
 });

@@ -3,7 +3,8 @@
 import assert from 'node:assert/strict';
 import {getEventListeners} from 'node:events';
 import test from 'node:test';
-import {AbortError, askJSON, OutputParseError, SignEndpointError, signedFetch, StreamError, TimeoutError, UpstreamError} from '../index.js';
+import {AbortError, askJSON, askText, OutputParseError, SignEndpointError, signedFetch, StreamError, TimeoutError, UpstreamError} from '../index.js';
+import {streams, wholes} from './answers.js';
 import {assertSafe, chunk, event, refuse, serve, SIGNATURE, startStream, streaming} from './server.js';
 
 test('askJSON streams: onText gets each delta, onPartial each change, and the result is the parsed answer', async t => {
@@ -274,4 +275,140 @@ test('an error thrown by a callback comes through unchanged and stops the stream
 		},
 	}), error => error === bug);
 	await closed;
+});
+
+const FORMATS = Object.keys(streams);
+const RECIPE = {title: 'Pancakes', servings: 4, steps: ['mix', 'fry'], note: 'héllo wörld ¥ 😀'};
+const RECIPE_PIECES = ['{"ti', 'tle": "Panc', 'akes", "serv', 'ings": 4', ', "steps": ["mix"', ', "fry"]', ', "note": "héllo wörld ¥ 😀"}'];
+
+/** A gateway that answers with `body`: an event stream (a string), or JSON (an object). */
+const answering = body => (request, response) => {
+	if (typeof body === 'string') {
+		startStream(response);
+		response.end(body);
+	} else {
+		response.setHeader('content-type', 'application/json');
+		response.end(JSON.stringify(body));
+	}
+};
+
+const askRecording = async (endpoint, options = {}) => {
+	const deltas = [];
+	const partials = [];
+	const result = await askJSON(endpoint, {question: 'q'}, {
+		onText: delta => deltas.push(delta),
+		onPartial: partial => partials.push(structuredClone(partial)),
+		...options,
+	});
+	return {result, deltas, partials};
+};
+
+test('askJSON reads every API\'s stream, as text or as a tool call, with the same partial objects', async t => {
+	let expected;
+	for (const format of FORMATS) {
+		for (const call of [false, true]) {
+			const {endpoint} = await serve(t, {gateway: answering(streams[format](RECIPE_PIECES, call))});
+			const {result, deltas, partials} = await askRecording(endpoint);
+			const where = `${format}${call ? ', tool call' : ''}`;
+			assert.deepEqual(result, RECIPE, where);
+			if (call && format === 'gemini') {
+				// Gemini sends a call's arguments whole: one delta, one partial, the whole object.
+				assert.deepEqual(deltas, [JSON.stringify(RECIPE)], where);
+				assert.deepEqual(partials, [RECIPE], where);
+				continue;
+			}
+
+			assert.deepEqual(deltas, RECIPE_PIECES, where);
+			expected ??= partials;
+			assert.deepEqual(partials, expected, where);
+		}
+	}
+
+	assert.equal(expected.length, 6);
+});
+
+test('askJSON reads every API\'s whole answer, as text or as a tool call', async t => {
+	for (const format of FORMATS) {
+		for (const call of [false, true]) {
+			const {endpoint} = await serve(t, {gateway: answering(wholes[format](JSON.stringify(RECIPE), call))});
+			const {result, partials} = await askRecording(endpoint);
+			assert.deepEqual(result, RECIPE, `${format}${call ? ', tool call' : ''}`);
+			assert.deepEqual(partials, [RECIPE]);
+		}
+	}
+});
+
+test('askJSON with a format reads the answer as that API', async t => {
+	for (const format of FORMATS) {
+		const {endpoint} = await serve(t, {gateway: answering(streams[format](RECIPE_PIECES, true))});
+		assert.deepEqual(await askJSON(endpoint, {question: 'q'}, {format}), RECIPE, format);
+	}
+});
+
+test('askJSON with a format that the answer is not in: the stream has no answer', async t => {
+	const {endpoint} = await serve(t, {gateway: answering(streams.gemini(RECIPE_PIECES, false))});
+	await assert.rejects(askJSON(endpoint, {question: 'q'}, {format: 'anthropic'}), error => error instanceof StreamError && assertSafe(error, /the stream ended before the answer was complete$/));
+});
+
+test('an unknown format is a TypeError naming the known ones, before anything is signed', async t => {
+	const {endpoint, log} = await serve(t, {gateway: answering(streams.chat(['{}'], false))});
+	for (const format of ['openai', null, '']) {
+		await assert.rejects(askJSON(endpoint, {question: 'q'}, {format}), error => {
+			assert.ok(error instanceof TypeError);
+			assert.equal(error.message, `format must be one of 'chat', 'responses', 'anthropic', 'gemini', or left out to recognise the API from its answer; got ${JSON.stringify(format)}`);
+			return true;
+		});
+		await assert.rejects(askText(endpoint, {question: 'q'}, {format}), TypeError);
+	}
+
+	assert.equal(log.sign.length, 0);
+});
+
+test('a tool call\'s arguments are the answer, whatever text came before; a call without any is {}', async t => {
+	const preamble = event({type: 'message_start', message: {type: 'message', content: []}})
+		+ event({type: 'content_block_delta', index: 0, delta: {type: 'text_delta', text: 'I will look that up.'}})
+		+ event({type: 'content_block_start', index: 1, content_block: {type: 'tool_use', id: 'toolu_1', name: 'f', input: {}}});
+	const {endpoint} = await serve(t, {
+		gateway(request, response, {attempt}) {
+			startStream(response);
+			const args = attempt === 1 ? event({type: 'content_block_delta', index: 1, delta: {type: 'input_json_delta', partial_json: '{"a": 1}'}}) : '';
+			response.end(preamble + args + event({type: 'message_delta', delta: {stop_reason: 'tool_use'}}) + event({type: 'message_stop'}));
+		},
+	});
+	const first = await askRecording(endpoint);
+	assert.deepEqual(first.result, {a: 1});
+	assert.deepEqual(first.deltas, ['I will look that up.', '{"a": 1}']);
+	assert.deepEqual(first.partials, [{a: 1}]);
+	assert.deepEqual(await askJSON(endpoint, {question: 'q'}), {});
+});
+
+test('askText returns the model\'s text from every API, streamed or whole, and ignores tool calls', async t => {
+	const pieces = ['Pan', 'cakes: mix, ', 'then fry. 😀'];
+	for (const format of FORMATS) {
+		for (const body of [streams[format](pieces, false), wholes[format](pieces.join(''), false)]) {
+			const {endpoint} = await serve(t, {gateway: answering(body)});
+			const deltas = [];
+			assert.equal(await askText(endpoint, {question: 'q'}, {onText: delta => deltas.push(delta)}), 'Pancakes: mix, then fry. 😀', format);
+			assert.equal(deltas.join(''), 'Pancakes: mix, then fry. 😀');
+		}
+
+		const {endpoint} = await serve(t, {gateway: answering(streams[format](['{"a": 1}'], true))});
+		assert.equal(await askText(endpoint, {question: 'q'}, {format}), '', `${format}: a tool call is not text`);
+	}
+});
+
+test('askText shares askJSON\'s errors: a broken stream, an upstream error', async t => {
+	const {endpoint} = await serve(t, {
+		gateway(request, response, {attempt}) {
+			if (attempt === 1) {
+				startStream(response);
+				response.end(event(chunk('half')));
+			} else {
+				response.writeHead(529, {'content-type': 'application/json'});
+				response.end(JSON.stringify({type: 'error', error: {type: 'overloaded_error', message: 'Overloaded'}}));
+			}
+		},
+	});
+	await assert.rejects(askText(endpoint, {question: 'q'}), StreamError);
+	await assert.rejects(askText(endpoint, {question: 'q'}), error => error instanceof UpstreamError && error.status === 529 && /the upstream answered 529 \(overloaded_error\)$/.test(error.message));
 });

@@ -338,3 +338,25 @@ test('an upstream\'s Retry-After is kept too', async t => {
 	});
 	await assert.rejects(signedFetch(endpoint, {}), error => error instanceof UpstreamError && error.retryAfter === 20 && error.status === 429);
 });
+
+test('an upstream error names its kind in each API\'s words', async t => {
+	const bodies = [
+		[{error: {message: 'Invalid model', type: 'invalid_request_error', param: 'model', code: null}}, 'invalid_request_error'],
+		[{type: 'error', error: {type: 'overloaded_error', message: 'Overloaded'}}, 'overloaded_error'],
+		[{error: {code: 429, message: 'Quota exceeded', status: 'RESOURCE_EXHAUSTED'}}, 'RESOURCE_EXHAUSTED'],
+		[{detail: 'not found'}, undefined],
+	];
+	for (const [body, kind] of bodies) {
+		const {endpoint} = await serve(t, {
+			gateway(request, response) {
+				response.writeHead(429, {'content-type': 'application/json'});
+				response.end(JSON.stringify(body));
+			},
+		});
+		await assert.rejects(signedFetch(endpoint, {}), error => {
+			assert.ok(error instanceof UpstreamError);
+			assert.ok(error.message.endsWith(kind ? `answered 429 (${kind})` : 'answered 429'), error.message);
+			return true;
+		});
+	}
+});
