@@ -366,12 +366,15 @@ var take2 = (value, out, state) => {
     out.end(reason);
   }
 };
+var is = (value) => Array.isArray(value?.candidates) || Boolean(value?.promptFeedback);
 var gemini = {
   name: "gemini",
-  is: (value) => Array.isArray(value?.candidates) || Boolean(value?.promptFeedback),
+  is,
   body(value, out) {
-    take2(value, out, {});
-    return true;
+    if (is(value)) {
+      take2(value, out, {});
+      return true;
+    }
   },
   stream(out) {
     const state = {};
@@ -534,7 +537,7 @@ var readAnswer = async (response, { where, provider }, out) => {
     const body = await response.text();
     const value = parseJSON(body);
     provider ??= providers.find((candidate) => candidate.is(value));
-    if (!provider?.body(value, sink)) {
+    if (value == null || !provider?.body(value, sink)) {
       throw new UpstreamError(`${where}: the upstream answered ${status} with something that is not a model's answer`, { status, error: value?.error, body });
     }
     return reason;

@@ -45,7 +45,7 @@ export const readAnswer = async (response, {where, provider}, out) => {
 		const body = await response.text();
 		const value = parseJSON(body);
 		provider ??= providers.find(candidate => candidate.is(value));
-		if (!provider?.body(value, sink)) {
+		if (value == null || !provider?.body(value, sink)) {
 			throw new UpstreamError(`${where}: the upstream answered ${status} with something that is not a model's answer`, {status, error: value?.error, body});
 		}
 

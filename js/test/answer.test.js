@@ -126,3 +126,19 @@ test('events before the first one an API is recognised by are skipped', async ()
 	const stream = `data: "hello"\n\ndata: [1]\n\ndata: {"object": "unknown"}\n\n${streams.anthropic(['{"a": 1}'], false)}`;
 	assert.deepEqual(await read(respond([stream])), {reason: 'end_turn', text: '{"a": 1}', call: undefined, parts: [['text', '{"a": 1}']]});
 });
+
+test('a whole answer read as a named API that it is not in is an UpstreamError', async () => {
+	for (const format of Object.keys(streams)) {
+		for (const body of ['<html>captive portal</html>', 'null', '"text"', '7', '{}', '[]']) {
+			await assert.rejects(read(respond([body], {type: JSON_TYPE}), format), error => error instanceof UpstreamError && error.body === body, `${format}: ${body}`);
+		}
+	}
+});
+
+test('stream events that are not JSON objects do not upset any provider', async () => {
+	for (const format of Object.keys(streams)) {
+		const noise = 'data: null\n\ndata: 7\n\ndata: "text"\n\ndata: [1]\n\ndata: not json\n\n';
+		const stream = streams[format](['{"a": 1}'], false).replace(/(\r?\n){2}/, match => match + noise);
+		assert.equal((await read(respond([stream]), format)).text, '{"a": 1}', format);
+	}
+});

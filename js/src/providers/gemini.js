@@ -27,12 +27,16 @@ const take = (value, out, state) => {
 	}
 };
 
+const is = value => Array.isArray(value?.candidates) || Boolean(value?.promptFeedback);
+
 export const gemini = {
 	name: 'gemini',
-	is: value => Array.isArray(value?.candidates) || Boolean(value?.promptFeedback),
+	is,
 	body(value, out) {
-		take(value, out, {});
-		return true;
+		if (is(value)) {
+			take(value, out, {});
+			return true;
+		}
 	},
 	stream(out) {
 		const state = {};
