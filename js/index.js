@@ -524,7 +524,8 @@ var readAnswer = async (response, { where, provider }, out) => {
     throw new UpstreamError(`${where}: the upstream sent an error in the stream`, { status, error });
   };
   const sink = {
-    ...out,
+    text: (delta) => typeof delta === "string" && out.text(delta),
+    call: (delta) => typeof delta === "string" && out.call(delta),
     end(value) {
       reason = value;
     },

@@ -30,8 +30,10 @@ export const readAnswer = async (response, {where, provider}, out) => {
 	};
 
 	// What a provider module reports: the model's text, its stop reason, the stream's end, an error.
+	// Only strings pass as text: an upstream may send anything where text belongs.
 	const sink = {
-		...out,
+		text: delta => typeof delta === 'string' && out.text(delta),
+		call: delta => typeof delta === 'string' && out.call(delta),
 		end(value) {
 			reason = value;
 		},

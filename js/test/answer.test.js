@@ -142,3 +142,13 @@ test('stream events that are not JSON objects do not upset any provider', async 
 		assert.equal((await read(respond([stream]), format)).text, '{"a": 1}', format);
 	}
 });
+
+test('only strings pass as the model\'s text or a call\'s arguments', async () => {
+	const odd = [7, null, {text: 'x'}, ['x'], true];
+	const stream = [
+		...odd.map(content => `data: ${JSON.stringify({choices: [{index: 0, delta: {content, tool_calls: [{index: 0, function: {arguments: content}}]}}]})}\n\n`),
+		`data: ${chatChunk('[1]', 'stop')}\n\n`,
+	].join('');
+	// A call whose arguments are null is a call without arguments, as with '' (chat reads it so).
+	assert.deepEqual(await read(respond([stream])), {reason: 'stop', text: '[1]', call: '', parts: [['call', ''], ['text', '[1]']]});
+});
