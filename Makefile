@@ -16,8 +16,9 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
-# The same stamp idea for the browser helper's dev tools (typescript, esbuild).
-node_modules/.installed: package.json package-lock.json
+# The same stamp idea for the browser helper's dev tools (typescript, esbuild). The helper is the
+# npm workspace in js/ (.npmrc points npm commands at it), so its package.json counts too.
+node_modules/.installed: package.json package-lock.json js/package.json .npmrc
 	npm ci
 	@touch $@
 

@@ -70,7 +70,41 @@ export type PartialJSON<T> = T extends Array<infer Item>
 		: T;
 
 /**
-Options of `askJSON`: those of `signedFetch`, and callbacks that follow the answer as it streams in.
+The model APIs `askJSON` and `askText` read, by the name their `format` option takes:
+
+- `chat`: OpenAI Chat Completions, and the servers that copy it (Azure OpenAI, Ollama, vLLM, llama.cpp, OpenRouter, Groq, …);
+- `responses`: OpenAI Responses;
+- `anthropic`: Anthropic Messages;
+- `gemini`: Google Gemini's `generateContent`, and `streamGenerateContent` with `?alt=sse`.
+
+@example
+```
+const format: AnswerFormat = 'anthropic';
+await askJSON('/api/sign', payload, {format});
+```
+*/
+export type AnswerFormat = 'chat' | 'responses' | 'anthropic' | 'gemini';
+
+/**
+Options of `askText`: those of `signedFetch`, the API the answer comes from, and a callback that follows the text as it streams in.
+
+@example
+```
+const options: AskTextOptions = {format: 'gemini', onText: delta => output.append(delta)};
+```
+*/
+export type AskTextOptions = SignedFetchOptions & {
+	/**
+	The API the answer comes from. Left out, it is recognised from the answer, which is almost always right; name it when a server's answers could pass for another API's.
+	*/
+	readonly format?: AnswerFormat;
+
+	/** Called with each piece of the model's text as it arrives. */
+	readonly onText?: (delta: string) => void;
+};
+
+/**
+Options of `askJSON`: those of `signedFetch`, the API the answer comes from, and callbacks that follow the answer as it streams in.
 
 @example
 ```
@@ -81,13 +115,20 @@ const options: AskJSONOptions<{title: string}> = {
 ```
 */
 export type AskJSONOptions<T = unknown> = SignedFetchOptions & {
-	/** Called with each piece of the assistant's text as it arrives. */
+	/**
+	The API the answer comes from. Left out, it is recognised from the answer, which is almost always right; name it when a server's answers could pass for another API's.
+	*/
+	readonly format?: AnswerFormat;
+
+	/** Called with each piece of the model's output as it arrives: its text, and a tool call's arguments. */
 	readonly onText?: (delta: string) => void;
 
 	/**
 	Called with the answer parsed so far, each time it changed. Complete keys and values appear as they finish; a string value appears as soon as its opening quote arrives and grows as the text comes in; numbers, `true`, `false` and `null` appear once complete.
 
 	The same object is updated in place between calls (this keeps the parsing linear): copy it, e.g. with `structuredClone`, to keep a snapshot or to hand a new object to a UI framework.
+
+	It works alike whether the JSON comes as text or as a tool call's arguments, except with Gemini, which sends a call's arguments whole: one call, with the complete object.
 	*/
 	readonly onPartial?: (partial: PartialJSON<T>) => void;
 };
@@ -115,28 +156,39 @@ export class SigngateError extends Error {
 /**
 The app's sign endpoint failed, could not be reached (`status` 0) or did not answer with a signed request.
 
+When the endpoint answers an error as JSON `{"error": {"code": "…", "message": "…"}}` (the gateway's own shape), `error` holds that object and `message` ends with its message; `retryAfter` holds its `Retry-After`, so the page can say what the app said and when to try again.
+
 @example
 ```
-import {signedFetch, SignEndpointError} from 'signgate';
+import {askJSON, SignEndpointError} from 'signgate';
 
 try {
-	await signedFetch('/api/sign', payload);
+	await askJSON('/api/sign', payload);
 } catch (error) {
 	if (error instanceof SignEndpointError && error.status === 401) {
 		location.assign('/login');
+	} else if (error instanceof SignEndpointError && error.status === 429) {
+		showMessage(error.error?.message ?? 'Too many requests.', error.retryAfter);
 	}
 }
 ```
 */
 export class SignEndpointError extends SigngateError {
 	readonly code: 'sign_failed';
+	/** The sign endpoint's HTTP status; 0 when it could not be reached. */
 	readonly status: number;
+	/** The endpoint's JSON error, when its body is `{"error": {"code", "message"}}` with a string `code`. */
+	readonly error?: {code: string; message?: string; [key: string]: unknown};
+	/** Seconds to wait before trying again, from the endpoint's `Retry-After` (delta-seconds or an HTTP date), when it sent one. */
+	readonly retryAfter?: number;
 	/** The sign endpoint's response body; absent when it could not be reached. */
 	readonly body?: string;
 }
 
 /**
 The gateway refused the request (it answered with an `x-signgate-error` header), or could not be reached (`code` `network_error`, `status` 0). An `expired` refusal has already been retried once with a fresh signature.
+
+Over one of the gateway's limits the status is 429 and the code names the limit: `requests_per_minute_exceeded`, `concurrent_streams_exceeded` or `tokens_per_day_exceeded`; `error.scope` says whose limit (`key`, `tenant` or `user`) and `retryAfter` when to try again.
 
 @example
 ```
@@ -145,22 +197,24 @@ import {askJSON, GatewayError} from 'signgate';
 try {
 	await askJSON('/api/sign', payload);
 } catch (error) {
-	if (error instanceof GatewayError && error.code === 'rate_limited') {
-		showMessage('Too many requests, try again in a minute.');
+	if (error instanceof GatewayError && error.code.endsWith('_exceeded')) {
+		showMessage(`Too many requests; try again in ${error.retryAfter ?? 60} s.`);
 	}
 }
 ```
 */
 export class GatewayError extends SigngateError {
-	/** The gateway's code: `expired`, `bad_signature`, `upstream_not_allowed`, `rate_limited`, …, or `network_error`. */
+	/** The gateway's code: `expired`, `bad_signature`, `replayed`, `upstream_not_allowed`, `policy_violation`, `requests_per_minute_exceeded`, `at_capacity`, … (docs/protocol.md lists them all), or `network_error`. */
 	readonly code: string;
 	readonly status: number;
-	/** The gateway's error object, e.g. `{code: 'expired', message: '…', now: 1700000000}`. */
+	/** The gateway's error object, e.g. `{code: 'expired', message: '…', now: 1700000000}`, or `{code: 'requests_per_minute_exceeded', message: '…', scope: 'user', limit: 30}`. */
 	readonly error?: {code: string; message?: string; [key: string]: unknown};
+	/** Seconds to wait before trying again, from the gateway's `Retry-After` (sent with the `*_exceeded` codes, `at_capacity` and `store_unavailable`). */
+	readonly retryAfter?: number;
 }
 
 /**
-The model API (behind the gateway) answered with an error, or with something that is not a chat completion.
+The model API (behind the gateway) answered with an error, sent one in its stream, or answered with something that is not a model's answer.
 
 @example
 ```
@@ -178,14 +232,16 @@ try {
 export class UpstreamError extends SigngateError {
 	readonly code: 'upstream_error';
 	readonly status: number;
-	/** The upstream's error object as it sent it, e.g. OpenAI's `{message, type, code}`. */
+	/** The upstream's error object as it sent it, e.g. OpenAI's `{message, type, code}`, Anthropic's `{type, message}`, Gemini's `{code, message, status}`. */
 	readonly error?: unknown;
 	/** The upstream's response body. */
 	readonly body?: string;
+	/** Seconds to wait before trying again, from the upstream's `Retry-After`, if it sent one. */
+	readonly retryAfter?: number;
 }
 
 /**
-The answer's stream broke or ended before it was complete (`stream_broken`), or one event-stream line or event was longer than the parser's buffer (`sse_buffer_overflow`).
+The answer's stream broke or ended before it was complete (`stream_broken`), or one event-stream line or event was longer than the parser's buffer (`sse_buffer_overflow`, with the parser's `SSEParseError` as its `cause`).
 
 @example
 ```
@@ -205,7 +261,7 @@ export class StreamError extends SigngateError {
 }
 
 /**
-The model's answer is not JSON. A fenced answer (```` ```json … ``` ````) is accepted.
+The model's answer is not JSON. A fenced answer (```` ```json … ``` ````) is accepted. The message ends with the API's stop reason when it sent one, e.g. `(stop reason: length)` for an answer cut at the token limit.
 
 @example
 ```
@@ -222,7 +278,7 @@ try {
 */
 export class OutputParseError extends SigngateError {
 	readonly code: 'invalid_output';
-	/** The model's whole answer text. */
+	/** The model's whole answer: its text, or the tool call's arguments when it called one. */
 	readonly text: string;
 }
 
@@ -289,11 +345,11 @@ for await (const chunk of response.body) {
 export function signedFetch(signEndpoint: string | URL, payload: unknown, options?: SignedFetchOptions): Promise<Response>;
 
 /**
-Ask for a chat completion through the gateway and resolve with the assistant's answer parsed as JSON. Works with streamed (`text/event-stream`) and plain JSON answers.
+Ask the model through the gateway and resolve with the JSON it wrote, parsed: its text, or, when it called a tool, the first tool call's arguments (a call without any is `{}`). Reads every `AnswerFormat`, streamed (`text/event-stream`) or not, recognising the API from the answer unless `format` names it.
 
-@param signEndpoint - The app's own endpoint that answers with a `SignedRequest` for an OpenAI-compatible chat-completions call.
+@param signEndpoint - The app's own endpoint that answers with a `SignedRequest` for the model API call.
 @param payload - What the backend needs to build that call; sent as JSON.
-@throws SignEndpointError, GatewayError, UpstreamError, StreamError, OutputParseError, AbortError, TimeoutError
+@throws SignEndpointError, GatewayError, UpstreamError, StreamError, OutputParseError, AbortError, TimeoutError, and TypeError for an unknown `format`
 
 @example
 ```
@@ -308,6 +364,25 @@ console.log(recipe.steps.length);
 ```
 */
 export function askJSON<T = unknown>(signEndpoint: string | URL, payload: unknown, options?: AskJSONOptions<T>): Promise<T>;
+
+/**
+Ask the model through the gateway and resolve with the text it wrote (tool calls are left out). Reads every `AnswerFormat`, streamed or not, as `askJSON` does.
+
+@param signEndpoint - The app's own endpoint that answers with a `SignedRequest` for the model API call.
+@param payload - What the backend needs to build that call; sent as JSON.
+@throws SignEndpointError, GatewayError, UpstreamError, StreamError, AbortError, TimeoutError, and TypeError for an unknown `format`
+
+@example
+```
+import {askText} from 'signgate';
+
+output.textContent = '';
+const summary = await askText('/api/summary', {article: id}, {
+	onText: delta => output.append(delta),
+});
+```
+*/
+export function askText(signEndpoint: string | URL, payload: unknown, options?: AskTextOptions): Promise<string>;
 
 /**
 One server-sent event.
@@ -340,7 +415,7 @@ export type SSEParserOptions = {
 	/** Called with each comment line (`: text`), without the colon and one following space. */
 	readonly onComment?: (comment: string) => void;
 	/**
-	The most characters one unfinished line or one event's data may hold; past it `feed` throws a `StreamError` with code `sse_buffer_overflow` and the parser resets.
+	The most characters one unfinished line or one event's data may hold; past it `feed` throws an `SSEParseError` of type `buffer_overflow` and the parser resets.
 
 	@default 1048576
 	*/
@@ -362,6 +437,27 @@ export type SSEParser = {
 	/** Forget any unfinished line and event, e.g. before reading a new stream. `retry:` fields are ignored. */
 	reset(): void;
 };
+
+/**
+An event stream `createSSEParser` cannot read. `type` says why: `buffer_overflow` when a line or an event is longer than `maxBufferSize`. (askJSON and askText report it as a `StreamError` with code `sse_buffer_overflow`, this error its `cause`.)
+
+@example
+```
+import {createSSEParser, SSEParseError} from 'signgate';
+
+const parser = createSSEParser({onEvent: console.log, maxBufferSize: 1024});
+try {
+	parser.feed('data: ' + 'x'.repeat(2000));
+} catch (error) {
+	if (error instanceof SSEParseError && error.type === 'buffer_overflow') {
+		console.warn('an event too long to keep; the parser has reset');
+	}
+}
+```
+*/
+export class SSEParseError extends Error {
+	readonly type: 'buffer_overflow';
+}
 
 /**
 A push parser for server-sent events. Lines may end in LF, CR or CRLF and chunks may split anywhere. As in `EventSource`, an event is dispatched at the blank line that ends it; an unfinished one at the end of the stream is dropped.
@@ -396,18 +492,43 @@ console.log(parser.value, parser.done); //=> [1] false
 */
 export type JSONParser = {
 	/**
-	Parse the next piece of JSON text. Throws `SyntaxError` as soon as the text cannot be JSON; after that every call throws the same error.
+	Parse the next piece of JSON text. Throws a `JSONParseError` as soon as the text cannot be JSON; after that every call throws the same error.
 
 	@returns Whether `value` changed.
 	*/
 	feed(text: string): boolean;
-	/** Finish: resolves a top-level number, checks the document is complete, and returns it. Throws `SyntaxError` otherwise. */
+	/** Finish: resolves a top-level number, checks the document is complete, and returns it. Throws a `JSONParseError` otherwise. */
 	end(): unknown;
 	/** The value so far, updated in place (see `AskJSONOptions.onPartial`); undefined before it starts. */
 	readonly value: unknown;
 	/** Whether the top-level value is complete (a top-level number only after `end()`). */
 	readonly done: boolean;
 };
+
+/**
+Text `createJSONParser` cannot accept as JSON. A `SyntaxError`, as with `JSON.parse`, and the message reads the same; `type` says what was wrong and `position` where, counted from the start of all the text fed.
+
+@example
+```
+import {createJSONParser, JSONParseError} from 'signgate';
+
+const parser = createJSONParser();
+try {
+	parser.feed('{"a": [1, ');
+	parser.feed('2}');
+} catch (error) {
+	if (error instanceof JSONParseError) {
+		console.log(error.type, error.position); //=> 'unexpected_character' 11
+	}
+}
+```
+*/
+export class JSONParseError extends SyntaxError {
+	/** `unexpected_character`, `invalid_number` (e.g. `01`, `1.`, `-`) or `unexpected_end` (the text stopped inside a value). */
+	readonly type: 'unexpected_character' | 'invalid_number' | 'unexpected_end';
+	/** Where the offending character or number starts; for `unexpected_end`, the length of the text. */
+	readonly position: number;
+}
 
 /**
 An incremental JSON parser: every character is examined once however the text is split, so feeding a whole answer piece by piece costs as much as one `JSON.parse`.

@@ -2,16 +2,20 @@
 // The import goes through the package's own name, so package.json's `exports.types` is checked too.
 import {
 	AbortError,
+	type AnswerFormat,
 	askJSON,
+	askText,
 	createJSONParser,
 	createSSEParser,
 	GatewayError,
+	JSONParseError,
 	OutputParseError,
 	type PartialJSON,
 	type SignedRequest,
 	SignEndpointError,
 	signedFetch,
 	SigngateError,
+	SSEParseError,
 	StreamError,
 	TimeoutError,
 	UpstreamError,
@@ -50,6 +54,18 @@ await signedFetch('/api/sign', {}, {credentials: 'always'});
 // @ts-expect-error: askJSON has no such option
 await askJSON('/api/sign', {}, {onDelta() {}});
 
+// The API can be named; only the known ones.
+await askJSON('/api/sign', {}, {format: 'responses'});
+const format: AnswerFormat = 'gemini';
+// @ts-expect-error: not a format askJSON reads
+await askJSON('/api/sign', {}, {format: 'openai'});
+
+// askText resolves with a string; it has no onPartial.
+const text = await askText('/api/sign', {}, {format, onText: delta => delta.length, timeout: 1000});
+expectType<Equal<typeof text, string>>();
+// @ts-expect-error: askText has no onPartial
+await askText('/api/sign', {}, {onPartial() {}});
+
 const signed: SignedRequest = {url: 'https://gw.example/v1/x', method: 'POST', headers: {}, body: null};
 expectType<Equal<typeof signed.body, string | null>>();
 
@@ -62,11 +78,18 @@ if (error instanceof SigngateError) {
 if (error instanceof SignEndpointError) {
 	expectType<Equal<typeof error.code, 'sign_failed'>>();
 	expectType<Equal<typeof error.status, number>>();
+	expectType<Equal<typeof error.retryAfter, number | undefined>>();
+	expectType<Equal<typeof error.error, {code: string; message?: string; [key: string]: unknown} | undefined>>();
+	if (error.error) {
+		expectType<Equal<typeof error.error.code, string>>();
+		expectType<Equal<typeof error.error.message, string | undefined>>();
+	}
 }
 
 if (error instanceof GatewayError) {
 	expectType<Equal<typeof error.code, string>>();
 	expectType<Equal<typeof error.status, number>>();
+	expectType<Equal<typeof error.retryAfter, number | undefined>>();
 }
 
 if (error instanceof UpstreamError) {
@@ -109,3 +132,16 @@ expectType<Equal<typeof json.done, boolean>>();
 expectType<Equal<ReturnType<typeof json.end>, unknown>>();
 // @ts-expect-error: value is read-only
 json.value = 1;
+
+const parseError: unknown = new Error('x');
+if (parseError instanceof JSONParseError) {
+	expectType<Equal<typeof parseError.position, number>>();
+	expectType<Equal<typeof parseError.type, 'unexpected_character' | 'invalid_number' | 'unexpected_end'>>();
+	const asSyntaxError: SyntaxError = parseError;
+}
+
+if (parseError instanceof SSEParseError) {
+	expectType<Equal<typeof parseError.type, 'buffer_overflow'>>();
+	// @ts-expect-error: a parser's error is not one of the client's
+	const asClientError: SigngateError = parseError;
+}

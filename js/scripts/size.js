@@ -4,7 +4,11 @@ import {readFile} from 'node:fs/promises';
 import {gzipSync} from 'node:zlib';
 import {transform} from 'esbuild';
 
-const BUDGET = 4096;
+// 4 KiB held the helper when it read Chat Completions only (3,184 B). Reading four APIs, with tool
+// calls, askText and typed parse and sign errors, measured 4,697 B: the Responses, Anthropic and
+// Gemini decoders cost 257, 183 and 153 B each (the bundle built without each one), the rest is
+// the other features. 5 KiB leaves about 420 B: room for one more API, not for a second library.
+const BUDGET = 5120;
 const file = new URL('../index.js', import.meta.url);
 const source = await readFile(file, 'utf8');
 const {code} = await transform(source, {minify: true, format: 'esm', target: 'es2022'});

@@ -47,3 +47,13 @@ test('every error class is a SigngateError with its own name and code', () => {
 	assert.equal(new signgate.SigngateError('message', {cause: 1}).cause, 1);
 	assert.equal('cause' in new signgate.SigngateError('message'), false);
 });
+
+test('the parsers\' errors are their own, not the client\'s', () => {
+	const sse = new signgate.SSEParseError('too long', 'buffer_overflow');
+	assert.deepEqual([sse.name, sse.type, sse.message], ['SSEParseError', 'buffer_overflow', 'too long']);
+	assert.ok(!(sse instanceof signgate.SigngateError));
+	const json = new signgate.JSONParseError('Unexpected end of JSON input', 'unexpected_end', 3);
+	assert.deepEqual([json.name, json.type, json.position], ['JSONParseError', 'unexpected_end', 3]);
+	assert.ok(json instanceof SyntaxError);
+	assert.ok(!(json instanceof signgate.SigngateError));
+});

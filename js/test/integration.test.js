@@ -128,3 +128,33 @@ test('signedFetch returns the gateway response; a replay of a single-use URL is 
 	assert.equal((await replay.json()).error.code, 'replayed');
 	assert.match(await response.text(), /data: \[DONE]/);
 });
+
+test('over the real gateway\'s per-user limit: GatewayError requests_per_minute_exceeded, with retryAfter', async () => {
+	// python -m demo runs the gateway with --limit user.requests_per_minute=30. A calendar minute
+	// may turn over once on the way, so allow for twice the limit before the refusal.
+	const headers = await session();
+	let refusal;
+	for (let admitted = 0; admitted < 61 && !refusal;) {
+		try {
+			// Counted once admitted: the answer itself is not needed.
+			await (await signedFetch(`${app}/api/search/sign`, {query: 'a green estate'}, {headers})).body.cancel();
+			admitted++;
+		} catch (error) {
+			// The gateway frees a cancelled stream's slot (3 a user) a moment later, and a refusal
+			// counts no request: wait and go on.
+			if (error.code === 'concurrent_streams_exceeded') {
+				await new Promise(resolve => { setTimeout(resolve, 100); });
+				continue;
+			}
+
+			refusal = error;
+		}
+	}
+
+	assert.ok(refusal instanceof GatewayError, `no refusal in 61 admitted requests, or another error: ${refusal}`);
+	assert.equal(refusal.code, 'requests_per_minute_exceeded');
+	assert.equal(refusal.status, 429);
+	assert.deepEqual([refusal.error.scope, refusal.error.limit], ['user', 30]);
+	assert.ok(refusal.retryAfter >= 1 && refusal.retryAfter <= 60, `retryAfter ${refusal.retryAfter}`);
+	assert.match(refusal.message, /was refused by the gateway: 429 requests_per_minute_exceeded: the user's limit of 30 requests per minute is reached$/);
+});

@@ -1,6 +1,7 @@
+// The incremental JSON parser alone (js/src/json.js).
 import assert from 'node:assert/strict';
 import test from 'node:test';
-import {createJSONParser} from '../index.js';
+import {createJSONParser, JSONParseError, parseJSON} from '../src/json.js';
 
 const documents = [
 	'{"title": "Pancakes", "servings": 4, "steps": ["Mix", "Fry\\nflip", "Eat"], "vegan": false, "notes": null}',
@@ -184,6 +185,32 @@ test('invalid JSON throws SyntaxError, like JSON.parse, naming the position', ()
 			assert.throws(() => parse(text.slice(0, at), text.slice(at)), error => error instanceof SyntaxError && message.test(error.message), `${text} split at ${at}`);
 		}
 	}
+});
+
+test('errors are JSONParseErrors: a SyntaxError with a type and the position in the whole text', () => {
+	const cases = [
+		[['{"a": [1, ', '2}'], 'unexpected_character', 11, 'Unexpected "}" at position 11 in JSON'],
+		[['{"a": 01}'], 'invalid_number', 6, 'Unexpected "01" at position 6 in JSON'],
+		[['[1, -]'], 'invalid_number', 4, 'Unexpected "-" at position 4 in JSON'],
+		[['{"a": "b'], 'unexpected_end', 8, 'Unexpected end of JSON input'],
+		[['["\\', 'q"]'], 'unexpected_character', 3, 'Unexpected "q" at position 3 in JSON'],
+	];
+	for (const [pieces, type, position, message] of cases) {
+		assert.throws(() => parse(...pieces), error => {
+			assert.ok(error instanceof JSONParseError);
+			assert.ok(error instanceof SyntaxError);
+			assert.equal(error.name, 'JSONParseError');
+			assert.deepEqual({type: error.type, position: error.position, message: error.message}, {type, position, message});
+			return true;
+		}, pieces.join(''));
+	}
+});
+
+test('parseJSON is JSON.parse, or undefined for text that is not JSON', () => {
+	assert.deepEqual(parseJSON('{"a": [1]}'), {a: [1]});
+	assert.equal(parseJSON('null'), null);
+	assert.equal(parseJSON('[DONE]'), undefined);
+	assert.equal(parseJSON(''), undefined);
 });
 
 test('an error is found as soon as the text cannot be JSON, and sticks', () => {

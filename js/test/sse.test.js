@@ -1,6 +1,7 @@
+// The event-stream parser alone (js/src/sse.js), fed the way networks and proxies split streams.
 import assert from 'node:assert/strict';
 import test from 'node:test';
-import {createSSEParser, StreamError} from '../index.js';
+import {createSSEParser, SSEParseError} from '../src/sse.js';
 
 const encoder = new TextEncoder();
 
@@ -154,14 +155,15 @@ test('comments are ignored without onComment', () => {
 	assert.deepEqual(collect([': ping\n\ndata: x\n\n'], {onComment: undefined}).events, [{data: 'x', event: undefined, id: undefined}]);
 });
 
-test('a line longer than maxBufferSize fails with sse_buffer_overflow, and the parser can go on', () => {
+test('a line longer than maxBufferSize is an SSEParseError buffer_overflow, and the parser can go on', () => {
 	const events = [];
 	const parser = createSSEParser({onEvent: event => events.push(event), maxBufferSize: 64});
 	parser.feed('data: ' + 'x'.repeat(50));
 	assert.throws(() => parser.feed('y'.repeat(20)), error => {
-		assert.ok(error instanceof StreamError);
-		assert.equal(error.code, 'sse_buffer_overflow');
-		assert.match(error.message, /longer than 64 characters/);
+		assert.ok(error instanceof SSEParseError);
+		assert.equal(error.name, 'SSEParseError');
+		assert.equal(error.type, 'buffer_overflow');
+		assert.equal(error.message, 'an event-stream line or event is longer than 64 characters');
 		return true;
 	});
 	parser.feed('data: fine\n\n');
@@ -170,7 +172,7 @@ test('a line longer than maxBufferSize fails with sse_buffer_overflow, and the p
 
 test('an event whose data lines add up past maxBufferSize fails too', () => {
 	const parser = createSSEParser({onEvent() {}, maxBufferSize: 64});
-	assert.throws(() => parser.feed('data: 0123456789012345678901234567890\n'.repeat(3)), {code: 'sse_buffer_overflow'});
+	assert.throws(() => parser.feed('data: 0123456789012345678901234567890\n'.repeat(3)), {type: 'buffer_overflow'});
 });
 
 test('a line exactly at maxBufferSize is fine', () => {
@@ -182,5 +184,20 @@ test('a line exactly at maxBufferSize is fine', () => {
 test('the default buffer takes a 1 MiB line and refuses a longer one', () => {
 	const parser = createSSEParser({onEvent() {}});
 	parser.feed('data: ' + 'x'.repeat((2 ** 20) - 6));
-	assert.throws(() => parser.feed('x'), {code: 'sse_buffer_overflow'});
+	assert.throws(() => parser.feed('x'), {type: 'buffer_overflow'});
+});
+
+test('an event handler may feed another parser without upsetting this one', () => {
+	const inner = [];
+	const outer = [];
+	const nested = createSSEParser({onEvent: event => inner.push(event.data)});
+	const parser = createSSEParser({
+		onEvent(event) {
+			outer.push(event.data);
+			nested.feed('data: inner\n\ndata: more\n\n');
+		},
+	});
+	parser.feed('data: a\n\ndata: b\n\n');
+	assert.deepEqual(outer, ['a', 'b']);
+	assert.deepEqual(inner, ['inner', 'more', 'inner', 'more']);
 });
