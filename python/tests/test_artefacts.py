@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import tarfile
@@ -16,6 +17,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 HOME = "https://github.com/signgate/signgate"
 NAME = "signgate-0.1.0"
+#: A Markdown link or image target: [text](target) or ![alt](target).
+LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 
 
 @pytest.fixture(scope="module")
@@ -101,3 +104,23 @@ def test_the_metadata_a_package_index_shows(where: str, wheel: zipfile.ZipFile, 
     assert sorted(meta.get_all("Provides-Extra") or []) == ["gateway", "redis"]
     assert meta["Description-Content-Type"] == "text/markdown"
     assert meta.get_payload() == (REPO / "README.md").read_text()
+
+
+def test_every_readme_link_works_on_a_package_index() -> None:
+    """A package index shows the README without the repository around it, so a relative link
+    breaks there (and so may an anchor, as the index renders headings its own way): every link is
+    absolute, and every link into this
+    repository names a file that exists."""
+    readme = (REPO / "README.md").read_text()
+    targets = LINK.findall(readme)
+    assert len(targets) > 10
+    for target in targets:
+        assert target.startswith("https://"), f"a relative link breaks on a package index: {target}"
+        for prefix in (
+            f"{HOME}/blob/main/",
+            f"{HOME}/tree/main/",
+            "https://raw.githubusercontent.com/signgate/signgate/main/",
+        ):
+            if target.startswith(prefix):
+                path = target.removeprefix(prefix).partition("#")[0]
+                assert (REPO / path).exists(), f"{target} names {path}, which is not in the repository"
