@@ -7,11 +7,21 @@ BIN := $(VENV)/bin
 
 .PHONY: test demo lint typecheck pytest jstest e2e bench fuzz soak clean venv system-deps
 
-# Re-installs when pyproject.toml changes; the stamp records the last successful install.
-$(VENV)/.installed: pyproject.toml
+# Each stamp records the last successful install and re-installs when pyproject.toml changes.
+# The venv's pip is upgraded first: --group (the [dependency-groups] of pyproject.toml) needs 25.1.
+$(VENV)/.pip-upgraded:
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $@
+
+# Everything the tests use: the package with its user-facing extras, and the test tooling.
+$(VENV)/.installed: pyproject.toml $(VENV)/.pip-upgraded
+	$(PY) -m pip install --quiet -e '.[gateway,redis]' --group test
+	@touch $@ $(VENV)/.demo-installed
+
+# What the demo needs and no more: the gateway and the stand-in, and Flask.
+$(VENV)/.demo-installed: pyproject.toml $(VENV)/.pip-upgraded
+	$(PY) -m pip install --quiet -e '.[gateway]' --group demo
 	@touch $@
 
 venv: $(VENV)/.installed
@@ -48,13 +58,14 @@ e2e: venv
 
 test: lint typecheck pytest jstest e2e
 
-demo: $(VENV)/.installed
-	$(PY) -m demo
+# Arguments for the launcher go through ARGS: make demo ARGS="--port 8000" (see python -m demo --help).
+demo: $(VENV)/.demo-installed
+	$(PY) -m demo $(ARGS)
 
 # The benchmarks need more than the tests (gunicorn, matplotlib; nginx and wrk from ensure-tools.sh when
 # present). BENCH_ARGS=--quick for a smoke run of a few minutes.
 bench: venv
-	$(PY) -m pip install --quiet -e '.[test,bench]'
+	$(PY) -m pip install --quiet -e '.[gateway,redis]' --group test --group bench
 	@if [ -f bench/ensure-tools.sh ]; then bash bench/ensure-tools.sh; fi
 	$(PY) bench/run_all.py $(BENCH_ARGS)
 
@@ -65,7 +76,7 @@ bench: venv
 FUZZ_CASES ?= 1000000
 fuzz: venv
 	$(PY) python/tests/fuzz_verifier.py --cases $(FUZZ_CASES) --hypothesis 20000
-	@$(PY) -m pip install --quiet -e '.[fuzz]' || echo "atheris did not install here: coverage-guided fuzzing skipped"
+	@$(PY) -m pip install --quiet --group fuzz || echo "atheris did not install here: coverage-guided fuzzing skipped"
 	@if $(PY) -c 'import atheris' 2>/dev/null; then $(PY) python/tests/fuzz_verifier.py --cases 0 --atheris 500000; fi
 
 # Mixed valid, invalid and faulty traffic against a real gateway for SOAK_MINUTES (bounded),

@@ -37,6 +37,9 @@ DEFAULTS: dict[str, Any] = {
     "QUERY_MAX_CHARS": 300,
     # The ceiling the signed policy puts on the model's answer.
     "MAX_TOKENS": 400,
+    # Seconds the page waits for the next byte of an answer before it gives up: a slow local
+    # model that keeps streaming keeps the search alive.
+    "ANSWER_IDLE_TIMEOUT": 60,
     # True when the upstream is the offline stand-in, which the page then says.
     "STANDIN": True,
     "CATALOG_SEED": catalog.DEFAULT_SEED,
@@ -79,6 +82,7 @@ ENVIRONMENT: dict[str, Callable[[str, str], Any]] = {
     "SIGN_EXPIRES": _integer,
     "SIGN_RATE_LIMIT": _integer,
     "MAX_TOKENS": _integer,
+    "ANSWER_IDLE_TIMEOUT": _integer,
     "STANDIN": _boolean,
 }
 

@@ -381,7 +381,8 @@ class FilterSchema:
         """The JSON schema of an answer, ``{"filters": {...}}``, valid for OpenAI's strict mode.
 
         Strict mode needs every property required and no others allowed, so a filter that the
-        question does not mention is ``null`` (``[]`` for ``features``).
+        question does not mention is ``null`` (``[]`` for ``features``). Every array is bounded
+        (``maxItems``), as a constrained decoder needs a bound to stop a repeating model.
         """
         properties: dict[str, Any] = {}
         for p in self.params.values():
@@ -390,7 +391,12 @@ class FilterSchema:
             elif p.kind == "number":
                 properties[p.name] = {"type": ["integer", "null"], "minimum": p.minimum, "maximum": p.maximum}
             else:
-                properties[p.name] = {"type": "array", "items": {"type": "string", "enum": list(p.options)}}
+                # Bounded: a small model may repeat one item until the token cap cuts the JSON off.
+                properties[p.name] = {
+                    "type": "array",
+                    "items": {"type": "string", "enum": list(p.options)},
+                    "maxItems": len(p.options),
+                }
             properties[p.name]["description"] = p.description
         return {
             "type": "object",

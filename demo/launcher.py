@@ -31,6 +31,8 @@ from types import FrameType
 from typing import IO, Any
 from urllib.parse import urlsplit
 
+from signgate.standin.server import MODEL_ID as STANDIN_MODEL
+
 OPENAI_URL = "https://api.openai.com/v1/chat/completions"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 #: Environment variables that carry secrets to the children.
@@ -127,6 +129,7 @@ def plan(args: argparse.Namespace, environ: Mapping[str, str]) -> Plan:
 
     custom = environ.get("SIGNGATE_UPSTREAM_URL", "").strip()
     key_env = next((k for k in ("SIGNGATE_UPSTREAM_API_KEY", "OPENAI_API_KEY") if environ.get(k)), None)
+    standin = not custom and not environ.get("OPENAI_API_KEY")
     if custom:
         upstream = custom
     elif environ.get("OPENAI_API_KEY"):
@@ -176,14 +179,17 @@ def plan(args: argparse.Namespace, environ: Mapping[str, str]) -> Plan:
         )
     )
 
-    model = args.model or environ.get("MODEL") or "gpt-4o-mini"
+    # The stand-in answers as whatever model is asked for, and the page names the model that
+    # answered: so ask it for itself, and OpenAI or another server for gpt-4o-mini unless told.
+    default_model = STANDIN_MODEL if standin else "gpt-4o-mini"
+    model = args.model or environ.get("MODEL") or default_model
     app_config = {
         "SIGNGATE_KEY_ID": args.key_id,
         "SIGNGATE_SECRET": signing_secret,
         "GATEWAY_URL": gateway_url,
         "UPSTREAM_URL": upstream,
         "MODEL": model,
-        "STANDIN": not custom and not environ.get("OPENAI_API_KEY"),
+        "STANDIN": standin,
     }
     return Plan(
         children=children,

@@ -92,6 +92,8 @@ def cars() -> str:
         ai_enabled=signer() is not None,
         standin=current_app.config["STANDIN"],
         model=current_app.config["MODEL"],
+        query_max_chars=current_app.config["QUERY_MAX_CHARS"],
+        answer_idle_ms=int(current_app.config["ANSWER_IDLE_TIMEOUT"]) * 1000,
         labels=labels,
     )
 

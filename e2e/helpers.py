@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 import time
@@ -9,7 +10,9 @@ from calendar import timegm
 from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit
 
-from playwright.sync_api import Locator, Page, Request, Response, expect
+from playwright.sync_api import Locator, Page, Request, Response, Route, expect
+
+from .traffic import Traffic
 
 #: The text of the chat box's error for a request the gateway refused as altered.
 REFUSED = "The gateway refused the request because it no longer matches what the app signed. Try again."
@@ -117,3 +120,31 @@ def refused_as_expired_from(url: str) -> float:
     query = parse_qs(urlsplit(url).query)
     signed_at = timegm(time.strptime(query["X-Sw-Date"][0], "%Y%m%dT%H%M%SZ"))
     return signed_at + int(query["X-Sw-Expires"][0]) + 1
+
+
+def answer_stream(content: str, model: str = "gpt-4o-mini-2024-07-18") -> str:
+    """An OpenAI-style streamed chat completion from ``model`` whose answer is ``content``, in one piece."""
+    base = {"id": "chatcmpl-e2e", "object": "chat.completion.chunk", "created": 0, "model": model}
+    events = [
+        {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]},
+        {**base, "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": None}]},
+        {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+    ]
+    return "".join(f"data: {json.dumps(event)}\n\n" for event in events) + "data: [DONE]\n\n"
+
+
+def answer_with(page: Page, gateway_url: str, traffic: Traffic, content: str, model: str) -> None:
+    """Answer the page's signed requests with ``content`` from ``model``, as a real model might
+    answer where the stand-in would not. Each request still goes through the real gateway (for
+    its status and CORS headers); only the body is swapped, and handed to ``traffic``."""
+
+    def swap(route: Route) -> None:
+        if not is_gateway_call(route.request):
+            route.continue_()
+            return
+        real = route.fetch()
+        body = answer_stream(content, model)
+        traffic.fulfilled(route.request.url, body.encode())
+        route.fulfill(response=real, body=body)
+
+    page.route(f"{gateway_url}/**", swap)

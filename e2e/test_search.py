@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -10,8 +9,10 @@ from collections.abc import Callable, Iterator
 import pytest
 from playwright.sync_api import Page, Route, expect
 
+from .conftest import Recorders
 from .helpers import (
     RESULTS_WITH_QUERY,
+    answer_with,
     ask,
     chip,
     expect_results,
@@ -173,16 +174,18 @@ def test_keyboard_only(page: Page, standin: Stack, db: sqlite3.Connection, shoot
     page.goto(f"{standin.app_url}/cars")
     chat_input = page.get_by_test_id("chat-input")
     expect(chat_input).to_be_visible()
+    # The first stop is the skip link to the results.
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="Skip to results")).to_be_focused()
     tab_to(page, chat_input)
     page.keyboard.type("a black pickup with a tow package")
     page.keyboard.press("Enter")
     expect(page).to_have_url(f"{standin.app_url}/cars?body=pickup&color=black&features=tow_package")
     expect_results(page, db, "body = 'pickup' AND color = 'black' AND " + has_feature("tow_package"))
 
-    # The skip link leads to the results; from there Tab goes through the chips, then the pages.
-    page.keyboard.press("Tab")
-    expect(page.get_by_role("link", name="Skip to results")).to_be_focused()
-    page.keyboard.press("Enter")
+    # The results of a search take the focus, at their heading; from there Tab goes through the
+    # chips, then the pages.
+    expect(page.get_by_test_id("results-title")).to_be_focused()
     chips = page.get_by_test_id("chip")
     expect(chips).to_have_count(3)
     for index in range(3):
@@ -214,30 +217,13 @@ def test_keyboard_only(page: Page, standin: Stack, db: sqlite3.Connection, shoot
     expect(page).to_have_url(f"{standin.app_url}/cars?body=pickup&color=black")
 
 
-def _answer_stream(content: str) -> str:
-    """An OpenAI-style streamed chat completion whose answer is ``content``, in one piece."""
-    events = [
-        {"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]},
-        {"choices": [{"index": 0, "delta": {"content": content}, "finish_reason": None}]},
-        {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
-    ]
-    return "".join(f"data: {json.dumps(event)}\n\n" for event in events) + "data: [DONE]\n\n"
-
-
 def test_a_value_the_model_made_up_is_marked_and_ignored(
-    page: Page, stack: Stack, db: sqlite3.Connection, shoot: Shoot
+    page: Page, stack: Stack, db: sqlite3.Connection, shoot: Shoot, recorders: Recorders
 ) -> None:
     """The stand-in only answers with options, so here the gateway's real answer is swapped
     for one with a colour the catalog does not have, as a real model might give."""
-
-    def made_up_colour(route: Route) -> None:
-        if not is_gateway_call(route.request):
-            route.continue_()
-            return
-        real = route.fetch()  # through the real gateway, for its status and (CORS) headers
-        route.fulfill(response=real, body=_answer_stream('{"filters": {"body": "suv", "color": "teal"}}'))
-
-    page.route(f"{stack.gateway_url}/**", made_up_colour)
+    answer = '{"filters": {"body": "suv", "color": "teal"}}'
+    answer_with(page, stack.gateway_url, recorders.of(page), answer, "gpt-4o-mini-2024-07-18")
     page.goto(f"{stack.app_url}/cars")
     ask(page, "a teal SUV")
     expect(page).to_have_url(f"{stack.app_url}/cars?body=suv&color=teal")

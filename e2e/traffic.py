@@ -100,6 +100,8 @@ class Traffic:
         #: Pages of the context that were never attached, so not recorded (see :meth:`finish`).
         self.unrecorded_pages: list[str] = []
         self._streams: list[_Stream] = []
+        #: Event-stream bodies the test itself answered with (Route.fulfill), by request URL.
+        self._fulfilled: dict[str, bytes] = {}
         self._sessions: dict[Page, CDPSession] = {}
         self._opened: list[Page] = []
         self.closed = False
@@ -148,9 +150,17 @@ class Traffic:
             if stream.request_id == event["requestId"]:
                 stream.chunks.append(base64.b64decode(event["data"]))
 
+    def fulfilled(self, url: str, body: bytes) -> None:
+        """Note that the test answered the request for ``url`` with ``body`` itself. DevTools
+        cannot always hand such a body over (it arrives whole, and the page may have moved on
+        before the recorder asks), but the test knows it, so it is recorded from here."""
+        self._fulfilled[url] = body
+
     def _read_streams(self) -> None:
         for stream in self._streams:
-            if stream.streaming:
+            if stream.url in self._fulfilled and not stream.body:
+                stream.buffered, stream.error = self._fulfilled[stream.url], ""
+            if stream.streaming or stream.buffered:
                 continue
             try:
                 answer = stream.session.send("Network.getResponseBody", {"requestId": stream.request_id})

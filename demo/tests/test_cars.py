@@ -326,11 +326,16 @@ def test_chat_box_and_page_data(client: FlaskClient) -> None:
         "standin-note",
     ):
         assert page.all(testid), testid
-    assert page.one("chat-input")["maxlength"] == "300"
+    # The script caps the question and says so; a maxlength would cut a paste without a word.
+    assert page.one("chat-input")["data-max-chars"] == "300"
+    assert "maxlength" not in page.one("chat-input").attrs
+    assert page.one("chat-count").text.strip() == "0 / 300 characters"
+    assert page.one("results-title")["tabindex"] == "-1"
     metas = {e.attrs.get("name"): e.attrs.get("content") for e in page.elements if e.tag == "meta"}
     assert metas["sign-url"] == "/api/search/sign"
     assert metas["signgate-js"] == "/assets/signgate.js"
     assert metas["csrf-token"]
+    assert metas["answer-idle-ms"] == "60000"
     scripts = [e.attrs.get("src") for e in page.elements if e.tag == "script" and e.attrs.get("type") == "module"]
     assert scripts == ["/static/search.js"]
 

@@ -172,10 +172,31 @@ def test_json_schema_is_strict_mode_valid(schema: FilterSchema) -> None:
             assert prop == {
                 "type": "array",
                 "items": {"type": "string", "enum": list(catalog.FEATURES)},
+                "maxItems": len(catalog.FEATURES),
                 "description": param.description,
             }
     assert "page" not in filters["properties"]
     json.dumps(root, allow_nan=False)
+
+
+def _arrays(node: object) -> list[dict[str, object]]:
+    if isinstance(node, dict):
+        found = [node] if node.get("type") == "array" else []
+        return found + [a for value in node.values() for a in _arrays(value)]
+    if isinstance(node, list):
+        return [a for value in node for a in _arrays(value)]
+    return []
+
+
+def test_every_array_in_the_schema_is_bounded(schema: FilterSchema) -> None:
+    """A small local model under a grammar repeated one feature until the 400-token cap cut the
+    JSON off; a bound lets the grammar stop it. The bound is the number of distinct options."""
+    arrays = _arrays(schema.json_schema())
+    assert arrays
+    for array in arrays:
+        items = array["items"]
+        assert isinstance(items, dict)
+        assert array["maxItems"] == len(items["enum"])
 
 
 def test_ranges_are_min_max_pairs(schema: FilterSchema) -> None:

@@ -51,7 +51,9 @@ def test_standin_mode() -> None:
     config = the_plan.app_config
     assert config["GATEWAY_URL"] == "http://127.0.0.1:5001"
     assert config["UPSTREAM_URL"] == "http://127.0.0.1:5002/v1/chat/completions"
-    assert config["STANDIN"] is True and config["MODEL"] == "gpt-4o-mini" and config["SIGNGATE_KEY_ID"] == "demo"
+    # The stand-in answers as whatever model is asked for: it is asked for itself, so the page
+    # names it when it names the model that answered.
+    assert config["STANDIN"] is True and config["MODEL"] == "signgate-standin" and config["SIGNGATE_KEY_ID"] == "demo"
     assert the_plan.app_url == "http://127.0.0.1:5000"
     assert [c.health_url for c in the_plan.children] == [
         "http://127.0.0.1:5002/healthz",
@@ -135,6 +137,7 @@ def test_openai_mode() -> None:
     assert "sk-test-key" not in the_plan.app_config.values()  # the app never holds the API key
     assert the_plan.app_config["UPSTREAM_URL"] == OPENAI_URL
     assert the_plan.app_config["STANDIN"] is False
+    assert the_plan.app_config["MODEL"] == "gpt-4o-mini"
 
 
 def test_custom_local_upstream_without_a_key() -> None:

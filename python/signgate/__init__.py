@@ -1,6 +1,20 @@
 """signgate: presigned URLs for LLM APIs, and the gateway that checks them.
 
-The backend signs with :class:`Signer`; the gateway checks with :class:`Verifier`.
+Your backend signs the exact request; the browser sends it to the gateway, which adds the API key::
+
+    import os
+    from signgate import Signer
+
+    signer = Signer("my-app", os.environ["SIGNGATE_SECRET"], "https://llm-gateway.example.com")
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say hello"}]}
+    signed = signer.sign("POST", "https://api.openai.com/v1/chat/completions", json=body)
+    signed.to_dict()  # {"url", "method", "headers", "body"}: the browser sends exactly this
+
+The gateway runs with ``signgate serve`` (``pip install 'signgate[gateway]'``; see
+``signgate serve --help``). Bad input raises :class:`SigningError` naming the field.
+:class:`Verifier` checks a signed request wherever you need to; :class:`Policy` and the
+``single_use``, ``user`` and ``tenant`` arguments of :meth:`Signer.sign` bind abuse controls.
+Every refusal is a :class:`VerificationError` with a stable ``code``.
 """
 
 from .errors import BadSignature as BadSignature

@@ -8,9 +8,9 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from . import __version__
+from . import __version__, _extras
 from .errors import SigningError
-from .signer import Signer
+from .signer import DEFAULT_EXPIRES_IN, Signer
 
 EPILOG = """\
 examples:
@@ -72,7 +72,13 @@ def _add_sign(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--gateway", required=True, metavar="URL", help="the gateway's base URL")
     p.add_argument("--upstream", required=True, metavar="URL", help="the upstream URL the request may reach")
     p.add_argument("--method", default="POST", help="HTTP method (default: POST)")
-    p.add_argument("--expires", type=int, default=30, metavar="SECONDS", help="lifetime in seconds (default: 30)")
+    p.add_argument(
+        "--expires",
+        type=int,
+        default=DEFAULT_EXPIRES_IN,
+        metavar="SECONDS",
+        help="lifetime in seconds (default: %(default)s)",
+    )
     p.add_argument("--header", action="append", default=[], metavar="'K: V'", help="a header to bind (repeatable)")
     p.add_argument("--body", metavar="@FILE|-|TEXT", help="body to bind: @file, - for standard input, or literal text")
     p.add_argument(
@@ -114,21 +120,20 @@ Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], Non
 
 
 def _optional_commands() -> list[Register]:
-    """Commands whose dependencies come with ``pip install 'signgate[gateway]'``."""
-    commands: list[Register] = []
-    try:
-        from .gateway.cli import add_serve
+    """Commands whose dependencies come with ``pip install 'signgate[gateway]'``.
 
-        commands.append(add_serve)
-    except ImportError as exc:  # the gateway extra is not installed
-        commands.append(_unavailable("serve", "run the gateway", exc.name))
-    try:
-        from .standin import cli as standin_cli
+    Without that extra they are still listed, and answer any arguments with how to install it.
+    """
+    missing = _extras.missing("gateway")
+    if missing:
+        return [
+            _unavailable("serve", "run the gateway", missing),
+            _unavailable("standin", "run the offline stand-in model", missing),
+        ]
+    from .gateway.cli import add_serve
+    from .standin import cli as standin_cli
 
-        commands.append(_add_standin(standin_cli.add_arguments, standin_cli.run))
-    except ImportError as exc:
-        commands.append(_unavailable("standin", "run the offline stand-in model", exc.name))
-    return commands
+    return [add_serve, _add_standin(standin_cli.add_arguments, standin_cli.run)]
 
 
 def _add_standin(
@@ -148,26 +153,25 @@ def _add_standin(
     return register
 
 
-def _unavailable(command: str, summary: str, module: str | None) -> Register:
+def _unavailable(command: str, summary: str, missing: list[str]) -> Register:
     def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-        p = sub.add_parser(command, help=f"{summary} (needs signgate[gateway])")
-        p.set_defaults(run=lambda _: _missing_extra(command, module), command=command)
+        # No options, not even --help: whatever follows the command gets the same answer.
+        p = sub.add_parser(command, help=f"{summary} (needs signgate[gateway])", add_help=False)
+        p.set_defaults(run=lambda _: _missing_extra(command, missing), command=command, takes_any_arguments=True)
 
     return register
 
 
-def _missing_extra(command: str, module: str | None) -> int:
-    print(
-        f"signgate {command}: error: the module {module!r} is missing; "
-        "install it with: pip install 'signgate[gateway]'",
-        file=sys.stderr,
-    )
+def _missing_extra(command: str, missing: list[str]) -> int:
+    print(f"signgate {command}: error: {_extras.missing_message('gateway', missing)}", file=sys.stderr)
     return 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and not getattr(args, "takes_any_arguments", False):
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")  # what parse_args would say
     run: Callable[[argparse.Namespace], int] | None = getattr(args, "run", None)
     if run is None:
         parser.print_help()

@@ -22,8 +22,9 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # server panics on it), so no verifier could be sure to see the signed bytes.
 _BAD_VALUE_CHARS = re.compile(r"[^\t\x20-\x7e]")
 
-#: Default lifetime of a signed URL, in seconds: long enough for a browser round trip.
-DEFAULT_EXPIRES_IN = 60
+#: Default lifetime of a signed URL, in seconds: a browser round trip takes one or two, and a
+#: signed URL is a bearer token until it expires. The CLI's ``--expires`` and the docs use it too.
+DEFAULT_EXPIRES_IN = 30
 
 
 @dataclass(frozen=True, slots=True)

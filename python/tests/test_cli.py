@@ -8,7 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from signgate import Verifier, parse_query
+from signgate import Signer, Verifier, parse_query
+from signgate.signer import DEFAULT_EXPIRES_IN
 
 SECRET = "cli-secret-value"
 
@@ -104,3 +105,18 @@ def test_bad_input_is_a_clear_error() -> None:
         assert out.returncode == 2, extra
         assert message in out.stderr, (extra, out.stderr)
         assert b"Traceback" not in out.stderr
+
+
+def test_one_default_expiry_in_the_signer_the_cli_and_the_readme() -> None:
+    """A URL signed without an expiry lives 30 s, whether from Python or the command line, and
+    the README and the help say so."""
+    signer = Signer("app", SECRET, "http://gw")
+    assert signer.expires_in == DEFAULT_EXPIRES_IN == 30
+    out = run(
+        "sign", "--id", "app", "--gateway", "http://gw", "--upstream", "https://x/", env={"SIGNGATE_SECRET": SECRET}
+    )
+    assert out.returncode == 0, out.stderr
+    assert parse_query(out.stdout.decode().strip().split("?", 1)[1]).expires == 30
+    assert "(default: 30)" in run("sign", "--help").stdout.decode()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert "30 s by default" in readme

@@ -162,6 +162,45 @@ def test_nested_and_flat_schemas_read_alike(text: str, expected: dict[str, Any])
     assert extract(FLAT_CAR, text) == expected
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # Words of time that leave the year out.
+        ("newer than 2018", {"year_min": 2019}),
+        ("later than 2018", {"year_min": 2019}),
+        ("after 2018", {"year_min": 2019}),
+        ("older than 2015", {"year_max": 2014}),
+        ("earlier than 2015", {"year_max": 2014}),
+        ("before 2015", {"year_max": 2014}),
+        ("made after 2012 and before 2016", {"year_min": 2013, "year_max": 2015}),
+        # Words that keep it, and bounds on amounts, which shoppers mean inclusively.
+        ("2018 or newer", {"year_min": 2018}),
+        ("since 2018", {"year_min": 2018}),
+        ("no newer than 2018", {"year_max": 2018}),
+        ("no older than 2018", {"year_min": 2018}),
+        ("2015 or older", {"year_max": 2015}),
+        ("under $25,000", {"price_max": 25000}),
+        ("over 15k", {"price_min": 15000}),
+    ],
+)
+def test_exclusive_bounds_on_whole_years(text: str, expected: dict[str, Any]) -> None:
+    assert extract(FLAT_CAR, text) == expected
+
+
+def test_an_exclusive_bound_on_a_fractional_property_stays_inclusive() -> None:
+    """No number is "just after" 2.5: the bound is kept as written where the property is not whole."""
+    schema = {
+        "type": "object",
+        "properties": {
+            "version_min": {"type": "number", "minimum": 0, "maximum": 10, "description": "Keywords: version."},
+            "year_min": {"type": "integer", "minimum": 1900, "maximum": 2100},
+        },
+    }
+    assert extract(schema, "version after 2.5") == {"version_min": 2.5}
+    assert extract(schema, "version after 3") == {"version_min": 3}
+    assert extract(schema, "after 2001") == {"year_min": 2002}
+
+
 def test_strict_schema_gets_nulls_and_empty_arrays() -> None:
     answer = extract(LAPTOP, "a thinkpad with 16gb of ram")
     assert answer["brand"] == "Lenovo" and answer["ram_gb_min"] == 16

@@ -11,6 +11,7 @@ import sys
 from dataclasses import replace
 from typing import Any
 
+from .. import _extras
 from ..cli import CommandError, parse_header, secret_from_env
 from .accesslog import AccessLogWriter
 from .config import (
@@ -336,10 +337,9 @@ def run_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     if config.store and config.store != "memory":
-        try:
-            import redis  # noqa: F401
-        except ImportError:
-            raise CommandError("--store redis://... needs the redis client: pip install 'signgate[redis]'") from None
+        missing = _extras.missing("redis")
+        if missing:
+            raise CommandError(f"--store redis://... {_extras.missing_message('redis', missing)}")
     if config.workers > 1 and (config.store is None or config.store == "memory"):
         print(
             f"signgate serve: warning: with {config.workers} workers and the memory store, single-use URLs are "

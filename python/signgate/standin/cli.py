@@ -12,6 +12,7 @@ import re
 import secrets
 import sys
 
+from .. import _extras
 from .server import DEFAULT_CHUNK_DELAY, check_delay, serve
 
 DEFAULT_KEY_ENV = "STANDIN_API_KEY"
@@ -57,7 +58,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Serve until interrupted; the exit status. The API key is never printed."""
+    """Serve until interrupted; the exit status. The API key is never printed.
+
+    Without the gateway extra (the server runs under uvicorn) it says how to install it and
+    returns 2, before printing anything else."""
+    missing = _extras.missing("gateway")
+    if missing:
+        print(f"signgate standin: error: {_extras.missing_message('gateway', missing)}", file=sys.stderr)
+        return 2
     key = os.environ.get(args.api_key_env, "")
     if not key:
         key = secrets.token_urlsafe(32)

@@ -5,7 +5,8 @@ Steps, each a function tests call on its own:
 1. :func:`find_mentions` reads numbers as written ("30k", "20 grand", "$25,000", "1.5k",
    "seven") and joins ranges ("between 20 and 25 grand", "2016-2019", "from 10k to 18k").
 2. :func:`read_bounds` marks a number as a lower or upper bound from the words around it
-   ("under", "at least", "or newer", "+").
+   ("under", "at least", "or newer", "+"), and as exclusive where the words say so of time
+   ("newer than 2018", "before 2016").
 3. :func:`attach_keywords` ties each keyword occurrence ("miles", "seats", "$") to the
    nearest number.
 4. :func:`assign` gives each number to one stem (``price_min``/``price_max``, ``seats_min``):
@@ -46,7 +47,8 @@ _BREAKS = frozenset(",.;:!?()[]{}|/")
 UPPER_BEFORE = frozenset(
     {"under", "below", "less than", "at most", "up to", "upto", "no more than", "not more than", "max", "maximum",
      "nothing over", "nothing above", "nothing more than",
-     "cheaper than", "older than", "before", "lower than", "fewer than", "no higher than", "not over", "not above",
+     "cheaper than", "older than", "before", "earlier than", "lower than", "fewer than", "no higher than",
+     "not over", "not above",
      "within", "no newer than", "smaller than", "lighter than", "shorter than", "less then", "<", "< =", "≤", "tops"}
 )  # fmt: skip
 LOWER_BEFORE = frozenset(
@@ -54,6 +56,10 @@ LOWER_BEFORE = frozenset(
      "greater than", "higher than", "no less than", "not under", "starting at", "starting from", "no older than",
      "later than", "bigger than", "larger than", "heavier than", "longer than", ">", "> =", "≥", "upwards of"}
 )  # fmt: skip
+#: Bound phrases that leave the number itself out: "newer than 2018" is 2019 on, "before 2016" up to
+#: 2015. Only where the property holds whole values (see :func:`placement`). Other bounds stay
+#: inclusive, as shoppers mean them: "under $25,000" includes a car at $25,000.
+EXCLUSIVE_BEFORE = frozenset({"newer than", "older than", "before", "after", "later than", "earlier than"})
 UPPER_AFTER = frozenset(
     {"or less", "or under", "or below", "or lower", "or cheaper", "or older", "or earlier", "or fewer", "or smaller",
      "or lighter", "and under", "and below", "and less", "and older", "and lower", "and earlier", "max", "maximum",
@@ -79,6 +85,7 @@ class Mention:
     amount: bool = False  # written like an amount: "$", "k", "grand", "25,000"
     multiplier: float = 1.0
     side: Side | None = None
+    exclusive: bool = False  # the bound leaves the number out ("newer than 2018")
     stems: list[int] = field(default_factory=list)  # stems named by keywords, nearest first
 
 
@@ -197,22 +204,26 @@ def read_bounds(tokens: Sequence[Token], mentions: Sequence[Mention], keyword_to
         # themselves be part of a bound ("newer than"), so look once through them and once past them.
         for skip in (frozenset[int](), keyword_tokens):
             before = list(reversed(_words(tokens, range(m.first - 1, -1, -1), skip)))
-            m.side = _bound([" ".join(before[-n:]) for n in (3, 2, 1) if len(before) >= n], UPPER_BEFORE, LOWER_BEFORE)
+            phrases = [" ".join(before[-n:]) for n in (3, 2, 1) if len(before) >= n]
+            m.side, phrase = _bound(phrases, UPPER_BEFORE, LOWER_BEFORE)
+            m.exclusive = phrase in EXCLUSIVE_BEFORE
             if m.side is None:
                 after = _words(tokens, range(m.last + 1, len(tokens)), skip)
-                m.side = _bound([" ".join(after[:n]) for n in (3, 2, 1) if len(after) >= n], UPPER_AFTER, LOWER_AFTER)
+                m.side, _ = _bound(
+                    [" ".join(after[:n]) for n in (3, 2, 1) if len(after) >= n], UPPER_AFTER, LOWER_AFTER
+                )
             if m.side is not None:
                 break
 
 
-def _bound(phrases: Sequence[str], upper: frozenset[str], lower: frozenset[str]) -> Side | None:
-    """The side named by the longest of ``phrases`` that is a bound phrase."""
+def _bound(phrases: Sequence[str], upper: frozenset[str], lower: frozenset[str]) -> tuple[Side | None, str]:
+    """The side named by the longest of ``phrases`` that is a bound phrase, and that phrase."""
     for phrase in phrases:
         if phrase in upper:
-            return "high"
+            return "high", phrase
         if phrase in lower:
-            return "low"
-    return None
+            return "low", phrase
+    return None, ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,7 +307,9 @@ Placement = dict[Field, float]
 def placement(stem: Stem, m: Mention) -> Placement:
     """Which of ``stem``'s fields ``m`` fills, and with what; empty if it fits none.
 
-    A range fills both ends (or the one end the stem has). A bound fills its side only. A bare
+    A range fills both ends (or the one end the stem has). A bound fills its side only; an
+    exclusive one ("newer than 2018") steps one past the number where the property holds whole
+    values, and stays inclusive where it does not (no number is "just above" 2.5). A bare
     number fills an exact property; for a min/max pair it is exact when the pair is narrow
     ("a 2018 Camry") and a ceiling when it is wide ("a $25,000 car" is a budget).
     """
@@ -308,10 +321,10 @@ def placement(stem: Stem, m: Mention) -> Placement:
             wanted[stem.high] = m.hi
     elif m.side == "low":
         if stem.low is not None:
-            wanted[stem.low] = m.lo
+            wanted[stem.low] = m.lo + 1 if m.exclusive and stem.low.integer else m.lo
     elif m.side == "high":
         if stem.high is not None:
-            wanted[stem.high] = m.hi
+            wanted[stem.high] = m.hi - 1 if m.exclusive and stem.high.integer else m.hi
     elif stem.exact is not None:
         wanted[stem.exact] = m.lo
     elif stem.low is not None and stem.high is not None:
