@@ -7,6 +7,7 @@ charge in the usage record. Answers and gateway logs are checked for the API key
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import socket
@@ -127,6 +128,38 @@ def test_a_body_that_claims_json_but_is_not_strict_json_is_refused(billed: Serve
     for body in (b"\x0c" + json.dumps(chat_body()).encode(), b'{"model": "m", "model": "n"}', b'{"n": NaN}'):
         reply = send(req, {"Content-Type": "application/json"}, body)
         assert (reply.status, reply.error_code) == (400, "invalid_json"), body
+    assert requests_upstream(upstream) == before
+
+
+def test_a_compressed_body_is_refused_where_a_control_reads_it(billed: Server, plain: Server, upstream: Server) -> None:
+    prompt = "x" * 100_000
+    body = gzip.compress(json.dumps(chat_body(messages=[{"role": "user", "content": prompt}])).encode())
+    # The test upstream, as any aiohttp server, inflates the body: it reads the 100,000-character
+    # prompt that a gateway counting the body by its size would charge as a few hundred bytes.
+    unbilled = signer(plain).sign("POST", f"{upstream.url}/v1/chat/completions")
+    assert send(unbilled, {"Content-Encoding": "gzip"}, body).status == 200
+    assert call("GET", upstream.url + "/v1/last-chat").json()["messages"][0]["content"] == prompt
+    req = signer(billed).sign("POST", f"{upstream.url}/v1/chat/completions", user=unique("gzip"))
+    before = requests_upstream(upstream)
+    for content_type in ({}, {"Content-Type": "text/plain"}, {"Content-Type": "application/json"}):
+        reply = send(req, {"Content-Encoding": "gzip", **content_type}, body)
+        assert (reply.status, reply.error_code) == (415, "unsupported_encoding"), content_type
+    assert requests_upstream(upstream) == before
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16-le", "utf-16-be", "utf-32"])
+def test_a_body_that_lenient_decoders_read_as_json_is_read_strictly(
+    billed: Server, upstream: Server, encoding: str
+) -> None:
+    text = json.dumps(chat_body())
+    body = text.encode(encoding)
+    # What Starlette's Request.json (json.loads of the bytes) reads from this body without a
+    # Content-Type, as FastAPI servers do (a UTF-8 byte-order mark, also llama.cpp's server).
+    assert json.loads(body) == chat_body()
+    req = signer(billed).sign("POST", f"{upstream.url}/v1/chat/completions", user=unique("bom"))
+    before = requests_upstream(upstream)
+    reply = send(req, {}, body)
+    assert (reply.status, reply.error_code) == (400, "invalid_json")
     assert requests_upstream(upstream) == before
 
 
