@@ -163,6 +163,18 @@ def test_a_body_that_lenient_decoders_read_as_json_is_read_strictly(
     assert requests_upstream(upstream) == before
 
 
+@pytest.mark.parametrize("stream", ['"true"', "1", '"yes"'])
+def test_a_stream_flag_that_lax_decoders_read_as_true_is_refused(billed: Server, upstream: Server, stream: str) -> None:
+    # pydantic (vLLM, most Python servers) reads these as true and streams, without the usage the
+    # gateway asks for only when stream is true: the request would be charged by estimate alone.
+    body = json.dumps(chat_body()).replace('"stream": true', f'"stream": {stream}')
+    req = signer(billed).sign("POST", f"{upstream.url}/v1/chat/completions", user=unique("lax"))
+    before = requests_upstream(upstream)
+    reply = send(req, {"Content-Type": "application/json"}, body)
+    assert (reply.status, reply.error_code) == (400, "invalid_json") and "stream" in reply.json()["error"]["message"]
+    assert requests_upstream(upstream) == before
+
+
 def test_an_answer_of_unexpected_shape_is_relayed_and_charged(billed: Server, upstream: Server) -> None:
     user = unique("odd")
     req = signer(billed).sign("POST", f"{upstream.url}/v1/odd", json=chat_body(), user=user)

@@ -22,6 +22,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..errors import InvalidJSON
 from .policy import prompt_chars
 
 _MAX_JSON_ANSWER = 8 * 1024 * 1024  # a JSON answer held for reading; beyond it, counted by size
@@ -94,7 +95,8 @@ class UsageTap:
     def for_request(cls, data: Any, body_size: int, ask_for_usage: bool) -> tuple[UsageTap, bool]:
         """A tap for a request whose strictly read body is ``data`` (None: no body, or one that is
         not JSON, ``body_size`` bytes long). Returns the tap, and whether it changed ``data`` (it
-        asks a streaming upstream for usage when ``ask_for_usage``)."""
+        asks a streaming upstream for usage when ``ask_for_usage``). Raises InvalidJSON when
+        ``ask_for_usage`` and ``stream`` is neither a boolean nor null."""
         if isinstance(data, dict):
             prompt = prompt_chars(data)
         elif data is not None:
@@ -103,7 +105,12 @@ class UsageTap:
             prompt = body_size
         model = data.get("model") if isinstance(data, dict) and isinstance(data.get("model"), str) else None
         strip = False
-        if ask_for_usage and isinstance(data, dict) and data.get("stream") is True:
+        stream = data.get("stream") if isinstance(data, dict) else None
+        if ask_for_usage and not (stream is None or type(stream) is bool):
+            # Lax decoders (pydantic's, behind vLLM and most Python servers) read "true", "yes" or
+            # 1 as true and would stream without the usage the gateway did not know to ask for.
+            raise InvalidJSON(f"stream must be true or false, not {json.dumps(stream)[:40]}")
+        if ask_for_usage and stream is True:
             options = data.get("stream_options")
             if not isinstance(options, dict) or options.get("include_usage") is not True:
                 data["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
