@@ -202,6 +202,11 @@ def test_a_policy_holds_against_other_spellings_types_and_roles(plain: Server, u
         (json.dumps({**ok, "messages": [{"role": "assistant", "content": "x" * 31}]}).encode(), 403, "max_user_chars"),
         (json.dumps({**ok, "tools": [{"type": "function", "function": {"name": "f", "description": "x" * 31}}]})
          .encode(), 403, "max_user_chars"),
+        # prompt material without text: numbers a chat template writes out, messages with no text
+        (json.dumps({**ok, "tools": [{"type": "function", "function": {"name": "f", "parameters": {
+            "type": "object", "properties": {"a": {"type": "integer", "enum": list(range(10**8, 10**8 + 2000))}}}}}]})
+         .encode(), 403, "max_user_chars"),
+        (json.dumps({**ok, "messages": [{"role": "user", "content": ""}] * 1000}).encode(), 403, "max_user_chars"),
     ]  # fmt: skip
     for body, status, code in cases:
         reply = send(req, {"Content-Type": "application/json"}, body)

@@ -195,6 +195,32 @@ def _msgs(*extra: dict[str, object]) -> list[dict[str, object]]:
             "max_user_chars",
         ),
         (_body(some_future_field="z" * 21), "max_user_chars"),
+        # prompt material without text: numbers and nulls a template writes out, messages without text
+        (
+            _body(
+                tools=[
+                    {
+                        "type": "function",
+                        "function": {
+                            "name": "f",
+                            "parameters": {
+                                "type": "object",
+                                "properties": {"a": {"type": "integer", "enum": list(range(100, 110))}},
+                            },
+                        },
+                    }
+                ]
+            ),
+            "max_user_chars",
+        ),
+        (
+            _body(tools=[{"type": "function", "function": {"name": "f", "parameters": {"default": [None] * 5}}}]),
+            "max_user_chars",
+        ),
+        (_body(prompt=list(range(1000, 1006))), "max_user_chars"),  # token ids
+        (_body(messages=_msgs(*[{"role": "user", "content": ""}] * 21)), "max_user_chars"),
+        (_body(messages=_msgs(*[{"role": "assistant"}] * 21)), "max_user_chars"),
+        (_body(messages=_msgs({"role": "user", "content": [{"type": "text", "text": ""}] * 21})), "max_user_chars"),
         (
             _body(messages=_msgs({"role": "user", "content": [{"type": "image_url", "image_url": {"url": "u"}}]})),
             "max_user_chars",
@@ -315,7 +341,8 @@ def test_tap_estimates_when_the_stream_is_cut() -> None:
     assert not tap.strip_usage_chunk
     tap.start("text/event-stream")
     tap.feed(STREAM[: STREAM.index(b"world")])
-    prompt_chars = len(SYSTEM) + len("red cars") + len("f")  # the schema's name is text too
+    # The schema's name is text too, and its {"type": "object"}, without text, counts one.
+    prompt_chars = len(SYSTEM) + len("red cars") + len("f") + 1
     assert tap.tokens() == (-(-prompt_chars // 4), 2, -(-prompt_chars // 4) + 2, True)
 
 

@@ -40,7 +40,7 @@ _SETTINGS = frozenset(
     }
 )  # fmt: skip
 # Key names that are structure (message and tool fields, JSON Schema keywords), not text: not
-# counted. Every other key name is counted, and every string value, but for the enumerations below.
+# counted. Every other key name is counted, and every value (see _chars), but for the enumerations below.
 _STRUCTURE = frozenset(
     {
         "role", "content", "name", "type", "text", "tool_calls", "tool_call_id", "function", "arguments", "id",
@@ -120,22 +120,34 @@ def prompt_chars(data: dict[str, Any], *, skip_first_message: bool = False, skip
 
 
 def _chars(value: Any) -> int:
+    """Every string counts its characters; a number, true, false or null the characters of its JSON
+    text (chat templates write tool schemas out as JSON, and token ids are numbers); and a value
+    with no text of its own (an empty string, list or object, or an object that only names a role
+    or a type) counts one, as each still costs tokens upstream."""
     total = 0
     stack = [value]
     while stack:
         item = stack.pop()
         if isinstance(item, str):
-            total += len(item)
+            total += len(item) or 1
         elif isinstance(item, list):
+            total += not item
             stack.extend(item)
         elif isinstance(item, dict):
+            textless = True
             for key, child in item.items():
                 if key not in _STRUCTURE:
                     total += len(key)
                 enum = _ENUM_VALUES.get(key)
                 if enum is not None and isinstance(child, str) and child in enum:
                     continue
+                textless = False
                 stack.append(child)
+            total += textless
+        elif item is None or isinstance(item, bool):
+            total += 5 if item is False else 4
+        else:  # int or float
+            total += len(str(item))
     return total
 
 
