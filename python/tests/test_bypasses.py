@@ -207,6 +207,9 @@ def test_a_policy_holds_against_other_spellings_types_and_roles(plain: Server, u
             "type": "object", "properties": {"a": {"type": "integer", "enum": list(range(10**8, 10**8 + 2000))}}}}}]})
          .encode(), 403, "max_user_chars"),
         (json.dumps({**ok, "messages": [{"role": "user", "content": ""}] * 1000}).encode(), 403, "max_user_chars"),
+        # the names llama.cpp's server reads for max_tokens and n
+        (json.dumps({**ok, "max_tokens": 50, "n_predict": -1}).encode(), 403, "max_tokens"),
+        (json.dumps({**ok, "n_cmpl": 8}).encode(), 403, "n"),
     ]  # fmt: skip
     for body, status, code in cases:
         reply = send(req, {"Content-Type": "application/json"}, body)

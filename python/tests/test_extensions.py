@@ -141,6 +141,8 @@ def apply(rules: PolicyRules, body: bytes) -> bytes:
 def test_policy_inserts_max_tokens_when_absent() -> None:
     assert json.loads(apply(RULES, _body()))["max_tokens"] == 200
     assert apply(RULES, _body(max_tokens=50)) == _body(max_tokens=50)
+    # n_predict within the ceiling passes, but sets none for upstreams that do not read it
+    assert json.loads(apply(RULES, _body(n_predict=100, n_cmpl=1)))["max_tokens"] == 200
 
 
 def _msgs(*extra: dict[str, object]) -> list[dict[str, object]]:
@@ -159,6 +161,15 @@ def _msgs(*extra: dict[str, object]) -> list[dict[str, object]]:
         (_body(max_tokens=True), "max_tokens"),
         (_body(max_tokens=100.0), "max_tokens"),
         (_body(n=3), "n"),
+        # the names other upstreams read for the same settings: llama.cpp's n_predict and n_cmpl, vLLM's best_of
+        (_body(n_predict=-1), "max_tokens"),
+        (_body(max_tokens=50, n_predict=5000), "max_tokens"),
+        (_body(n_cmpl=8), "n"),
+        (_body(best_of=8), "n"),
+        # fields with which an upstream replaces what a rule fixes
+        (_body(chat_template="{{ messages[-1].content }}"), "system_prompt"),
+        (_body(guided_regex=".*"), "response_format"),
+        (_body(grammar="root ::= [a-z]+"), "response_format"),
         (_body(n=True), "n"),
         (_body(n="1"), "n"),
         (_body(n=1.0), "n"),
