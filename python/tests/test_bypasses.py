@@ -175,6 +175,15 @@ def test_a_stream_flag_that_lax_decoders_read_as_true_is_refused(billed: Server,
     assert requests_upstream(upstream) == before
 
 
+def test_a_usage_record_keeps_a_bounded_model_name(billed: Server, upstream: Server) -> None:
+    # Records queue (10,000 of them) while the webhook is slow: the client's model name must not
+    # make each one as large as a body.
+    user = unique("long-model")
+    req = signer(billed).sign("POST", f"{upstream.url}/v1/chat/completions", user=user)
+    assert send(req, {"Content-Type": "application/json"}, json.dumps(chat_body(model="m" * 50_000))).status == 200
+    assert usage_of(upstream, user)["model"] == "m" * 256
+
+
 def test_an_answer_of_unexpected_shape_is_relayed_and_charged(billed: Server, upstream: Server) -> None:
     user = unique("odd")
     req = signer(billed).sign("POST", f"{upstream.url}/v1/odd", json=chat_body(), user=user)

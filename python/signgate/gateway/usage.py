@@ -27,6 +27,9 @@ from .policy import prompt_chars
 
 _MAX_JSON_ANSWER = 8 * 1024 * 1024  # a JSON answer held for reading; beyond it, counted by size
 _MAX_EVENT = 1024 * 1024  # an unfinished SSE event held; beyond it, the stream is counted by size
+# The model name a usage record keeps: the client chooses it, and records wait in a queue of
+# 10,000 for the webhook, so a body-sized name would hold gigabytes while the webhook is slow.
+_MAX_MODEL = 256
 # A blank line ends an event; lines end with CR LF, LF or CR (the WHATWG EventSource rules).
 _EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r|\n\r\n|\r\n\n")
 # Answer fields that name or describe, and hold no generated text.
@@ -104,6 +107,8 @@ class UsageTap:
         else:
             prompt = body_size
         model = data.get("model") if isinstance(data, dict) and isinstance(data.get("model"), str) else None
+        if model is not None:
+            model = model[:_MAX_MODEL]
         strip = False
         stream = data.get("stream") if isinstance(data, dict) else None
         if ask_for_usage and not (stream is None or type(stream) is bool):
