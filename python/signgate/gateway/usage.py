@@ -90,7 +90,7 @@ class UsageTap:
     usage: dict[str, int] | None = None
     completion_chars: int = 0
     _mode: str = "json"  # "sse", "json", or "bytes" (counted by size)
-    _pending: bytes = b""
+    _pending: bytearray = field(default_factory=bytearray)
     _json: list[bytes] = field(default_factory=list)
     _json_size: int = 0
 
@@ -133,44 +133,54 @@ class UsageTap:
                 self._json.append(chunk)
                 self._json_size += len(chunk)
             else:
-                self._to_bytes(b"".join(self._json))
-                self.completion_chars += len(chunk)
+                self._to_bytes(self._json_size + len(chunk))
             return chunk
         if self._mode == "bytes":
             self.completion_chars += len(chunk)
             return chunk
-        data = self._pending + chunk if self._pending else chunk
+        data: bytes | bytearray = chunk
+        scan = 0
+        if self._pending:
+            # What is held ends no event: search only where the new bytes can end one (an end is
+            # at most 4 bytes long), and add to the held bytes in place, so that an event arriving
+            # in many small pieces costs time in proportion to its size, not to its square.
+            scan = len(self._pending) - 3
+            self._pending += chunk
+            data = self._pending
         out = []
         start = 0
-        while (end := _EVENT_END.search(data, start)) is not None:
+        while (end := _EVENT_END.search(data, max(start, scan))) is not None:
             event = data[start : end.end()]
             if self._keep(event):
                 out.append(event)
             start = end.end()
-        rest = data[start:]
-        if len(rest) > _MAX_EVENT:
+        if len(data) - start > _MAX_EVENT:
             # No event ends: stop parsing, forward as it comes, and count it by size.
-            self._pending = b""
+            rest = bytes(data[start:])
+            self._pending = bytearray()
             self._mode = "bytes"
             self.completion_chars += len(rest)
             out.append(rest)
-        else:
-            self._pending = rest
+        elif data is not self._pending:
+            self._pending = bytearray(data[start:])
+        elif start:
+            del self._pending[:start]
         return b"".join(out)
 
-    def _to_bytes(self, held: bytes) -> None:
+    def _to_bytes(self, size: int) -> None:
+        """Count the answer by its size from here on; ``size``: the bytes seen so far."""
         self._json = []
         self._mode = "bytes"
-        self.completion_chars += len(held)
+        self.completion_chars += size
 
     def flush(self) -> bytes:
         """What is left of an unterminated last event, forwarded as it is (and counted)."""
-        pending, self._pending = self._pending, b""
+        pending, self._pending = bytes(self._pending), bytearray()
         if pending:
             self._keep(pending)
         return pending
 
-    def _keep(self, event: bytes) -> bool:
+    def _keep(self, event: bytes | bytearray) -> bool:
         payload = b"\n".join(line[5:].removeprefix(b" ") for line in event.splitlines() if line.startswith(b"data:"))
         if not payload or payload == b"[DONE]":
             return True
@@ -202,11 +212,12 @@ class UsageTap:
         try:
             obj = json.loads(held)
         except (ValueError, RecursionError):
-            self._to_bytes(held)
+            self._to_bytes(len(held))
             return
         if isinstance(obj, dict):
             self._take_usage(obj.get("usage"))
-        self.completion_chars += answer_chars(obj)
+        if self.usage is None:  # the text is walked only to estimate from (it takes as long as parsing)
+            self.completion_chars += answer_chars(obj)
 
     def tokens(self) -> tuple[int, int, int, bool]:
         """(prompt, completion, total, estimated)."""
