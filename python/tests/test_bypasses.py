@@ -184,6 +184,20 @@ def test_a_usage_record_keeps_a_bounded_model_name(billed: Server, upstream: Ser
     assert usage_of(upstream, user)["model"] == "m" * 256
 
 
+@pytest.mark.parametrize("stream", [True, False])
+def test_usage_named_as_the_responses_api_names_it_is_read(billed: Server, upstream: Server, stream: bool) -> None:
+    # input_tokens and output_tokens, streamed inside the final response.completed event: an
+    # answer whose usage is ignored is charged by estimate, which the client's text can steer.
+    user = unique("responses")
+    req = signer(billed).sign("POST", f"{upstream.url}/v1/responses", user=user)
+    reply = send(req, {"Content-Type": "application/json"}, json.dumps({"model": "m", "input": "hi", "stream": stream}))
+    assert reply.status == 200
+    record = usage_of(upstream, user)
+    assert (record["prompt_tokens"], record["completion_tokens"], record["total_tokens"], record["estimated"]) == (
+        7, 3, 10, False,
+    )  # fmt: skip
+
+
 def test_an_answer_of_unexpected_shape_is_relayed_and_charged(billed: Server, upstream: Server) -> None:
     user = unique("odd")
     req = signer(billed).sign("POST", f"{upstream.url}/v1/odd", json=chat_body(), user=user)

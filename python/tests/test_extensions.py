@@ -372,6 +372,19 @@ def test_tap_reads_usage_from_a_json_answer() -> None:
     assert tap.tokens() == (4, 1, 5, False)
 
 
+def test_tap_adds_up_usage_reported_in_parts() -> None:
+    # Anthropic's Messages API: input tokens when the message starts, output tokens at its end.
+    tap, _ = tap_for(b'{"model": "m"}', ask_for_usage=True)
+    tap.start("text/event-stream")
+    events = (
+        {"type": "message_start", "message": {"usage": {"input_tokens": 25, "output_tokens": 1}}},
+        {"type": "content_block_delta", "delta": {"text": "hi"}},
+        {"type": "message_delta", "usage": {"output_tokens": 15}},
+    )
+    tap.feed(b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events))
+    assert tap.tokens() == (25, 15, 40, False)
+
+
 SSE = "text/event-stream"
 
 

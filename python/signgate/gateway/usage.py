@@ -36,7 +36,15 @@ _EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r|\n\r\n|\r\n\n")
 _META = frozenset(
     {"id", "object", "model", "system_fingerprint", "role", "finish_reason", "type", "service_tier", "created"}
 )
-_USAGE_FIELDS = ("prompt_tokens", "completion_tokens", "total_tokens")
+# Usage fields by the name a record gives them: chat completions name them prompt_tokens and
+# completion_tokens, the Responses API (and Anthropic's Messages API) input_tokens and output_tokens.
+_USAGE_FIELDS = {
+    "prompt_tokens": "prompt_tokens",
+    "completion_tokens": "completion_tokens",
+    "total_tokens": "total_tokens",
+    "input_tokens": "prompt_tokens",
+    "output_tokens": "completion_tokens",
+}
 
 
 @dataclass(slots=True)
@@ -194,13 +202,23 @@ class UsageTap:
             return True
         self.completion_chars += answer_chars(obj)
         usage = obj.get("usage")
-        self._take_usage(usage)
+        self._take_usage(obj)
         return not (self.strip_usage_chunk and usage and not obj.get("choices"))
 
-    def _take_usage(self, usage: Any) -> None:
+    def _take_usage(self, obj: dict[str, Any]) -> None:
+        """Read the usage an answer object reports: its own ``usage``, or that of the response or
+        message it carries (the Responses API's response.completed event, Anthropic's
+        message_start). A report without a total adds to what came before (Anthropic reports input
+        and output tokens in different events); one with a total replaces it."""
+        usage = obj.get("usage")
+        for name in ("response", "message"):
+            if not isinstance(usage, dict) and isinstance(obj.get(name), dict):
+                usage = obj[name].get("usage")
         if isinstance(usage, dict):
-            numbers = {k: v for k, v in usage.items() if k in _USAGE_FIELDS}
+            numbers = {_USAGE_FIELDS[k]: v for k, v in usage.items() if k in _USAGE_FIELDS}
             if numbers and all(type(v) is int and v >= 0 for v in numbers.values()):
+                if self.usage is not None and "total_tokens" not in numbers:
+                    numbers = {**{k: v for k, v in self.usage.items() if k != "total_tokens"}, **numbers}
                 self.usage = numbers
 
     def finish(self) -> None:
@@ -215,7 +233,7 @@ class UsageTap:
             self._to_bytes(len(held))
             return
         if isinstance(obj, dict):
-            self._take_usage(obj.get("usage"))
+            self._take_usage(obj)
         if self.usage is None:  # the text is walked only to estimate from (it takes as long as parsing)
             self.completion_chars += answer_chars(obj)
 
