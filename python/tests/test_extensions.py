@@ -200,6 +200,8 @@ def _msgs(*extra: dict[str, object]) -> list[dict[str, object]]:
         (_body(messages=_msgs({"role": "assistant", "content": "z" * 21})), "max_user_chars"),
         (_body(messages=_msgs({"role": "tool", "tool_call_id": "c", "content": "z" * 21})), "max_user_chars"),
         (_body(messages=_msgs({"role": "user", "content": "hi", "name": "z" * 20})), "max_user_chars"),
+        # only the signed text of the system message is left out, not what the client adds to it
+        (_body(messages=[{"role": "system", "content": SYSTEM, "name": "z" * 21}]), "max_user_chars"),
         (_body(messages=_msgs({"role": "z" * 21, "content": "hi"})), "max_user_chars"),
         (
             _body(tools=[{"type": "function", "function": {"name": "f", "description": "z" * 21}}]),

@@ -121,7 +121,8 @@ def prompt_chars(data: dict[str, Any], *, skip_first_message: bool = False, skip
     """Characters of every piece of text in the body the model may read: each message of every
     role, tool and function definitions, and any field that is not a known setting. Structure
     (field names, roles, part types, JSON Schema keywords) does not count. ``skip_first_message``
-    leaves out a signed system prompt, and ``skip`` top-level fields the policy fixes."""
+    leaves out the text of a signed system prompt (its other fields, such as a name, count), and
+    ``skip`` top-level fields the policy fixes."""
     total = 0
     for name, value in data.items():
         if name in _SETTINGS or name in skip:
@@ -129,7 +130,12 @@ def prompt_chars(data: dict[str, Any], *, skip_first_message: bool = False, skip
         if name not in TOP_FIELDS.keys:  # a field no chat API defines: its name may be text too
             total += len(name)
         if name == "messages" and skip_first_message and isinstance(value, list) and value:
-            value = value[1:]
+            first, value = value[0], value[1:]
+            unsigned = (
+                {k: v for k, v in first.items() if k not in ("role", "content")} if isinstance(first, dict) else {}
+            )
+            if unsigned:
+                total += _chars(unsigned)
         total += _chars(value)
     return total
 
