@@ -142,7 +142,8 @@ def prompt_chars(data: dict[str, Any], *, skip_first_message: bool = False, skip
 
 def _chars(value: Any) -> int:
     """Every string counts its characters; a number, true, false or null the characters of its JSON
-    text (chat templates write tool schemas out as JSON, and token ids are numbers); and a value
+    text (an integer's within one; chat templates write tool schemas out as JSON, and token ids are
+    numbers); and a value
     with no text of its own (an empty string, list or object, or an object that only names a role
     or a type) counts one, as each still costs tokens upstream."""
     total = 0
@@ -167,8 +168,10 @@ def _chars(value: Any) -> int:
             total += textless
         elif item is None or isinstance(item, bool):
             total += 5 if item is False else 4
-        else:  # int or float
-            total += len(str(item))
+        elif isinstance(item, int):  # its digits, from its size (str() of a long int takes quadratic time)
+            total += item.bit_length() * 77 // 256 + 1 + (item < 0)
+        else:  # a float
+            total += len(repr(item))
     return total
 
 
