@@ -382,6 +382,23 @@ def test_a_worker_holds_at_most_max_buffered_bytes_of_bodies(upstream: Server) -
         stop(gateway)
 
 
+def test_a_body_written_back_longer_counts_against_max_buffered(upstream: Server) -> None:
+    gateway = start(upstream, "--max-buffered", "100k", "--max-body", "64k")
+    try:
+        # 60 KB that the policy writes back (it inserts max_tokens) as 230 KB: 1e15 is written in full.
+        body = json.dumps({**chat_body(), "x": [1e15] * 12_000}, separators=(",", ":")).replace(
+            "1000000000000000.0", "1e15"
+        )
+        assert len(body) < 64 * 1024
+        req = signer(gateway).sign("POST", f"{upstream.url}/v1/chat/completions", policy=Policy(max_tokens=10))
+        before = requests_upstream(upstream)
+        reply = send(req, {"Content-Type": "application/json"}, body)
+        assert (reply.status, reply.error_code) == (503, "at_capacity")
+        assert requests_upstream(upstream) == before
+    finally:
+        stop(gateway)
+
+
 # -- local routes ------------------------------------------------------------------------------------
 
 
