@@ -56,12 +56,14 @@ class Policy:
     It lets a frontend vary the user's text while the backend fixes everything that costs money:
 
     - ``models``: the allowed values of ``model``;
-    - ``max_tokens``: a ceiling on ``max_tokens`` / ``max_completion_tokens``; inserted when the
-      body has neither;
+    - ``max_tokens``: a ceiling on ``max_tokens`` / ``max_completion_tokens`` (and llama.cpp's
+      ``n_predict``); inserted when the body has neither; ``n`` (and ``n_cmpl``, ``best_of``) must
+      be 1;
     - ``system_prompt``: the exact text of the one system message, which must come first
-      (bound by its SHA-256, so the header stays small);
+      (bound by its SHA-256, so the header stays small); no ``chat_template`` of the client's;
     - ``response_format``: the exact ``response_format`` object (bound by the SHA-256 of its
-      :func:`canonical_json`);
+      :func:`canonical_json`); no grammar or schema of the client's that an upstream would apply
+      instead (``guided_*``, ``structured_outputs``, ``grammar``, ``json_schema``);
     - ``require_stream``: ``stream`` must be true;
     - ``max_user_chars``: a cap on the prompt text the client controls: every message of every
       role (the signed system prompt aside), tool and function definitions, and any field that is

@@ -195,6 +195,31 @@ async def chat(request: web.Request) -> web.StreamResponse:
     return response
 
 
+async def responses(request: web.Request) -> web.StreamResponse:
+    """An OpenAI Responses API answer: usage as input_tokens and output_tokens, in the final
+    response.completed event when streamed."""
+    stats["requests"] += 1
+    body = await request.json()
+    usage = {"input_tokens": 7, "output_tokens": 3, "total_tokens": 10}
+    message = {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "abc"}]}
+    response = {"id": "resp_1", "object": "response", "model": body.get("model"), "status": "completed",
+                "output": [message]}  # fmt: skip
+    if not body.get("stream"):
+        return web.json_response({**response, "usage": usage})
+    async with counted_stream(request) as stream:
+        events = [
+            {
+                "type": "response.created",
+                "response": {**response, "status": "in_progress", "output": [], "usage": None},
+            },
+            *({"type": "response.output_text.delta", "delta": letter} for letter in "abc"),
+            {"type": "response.completed", "response": {**response, "usage": usage}},
+        ]
+        for event in events:
+            await stream.write(f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode())
+    return stream
+
+
 async def get_last_chat(request: web.Request) -> web.Response:
     return web.json_response(last_chat)
 
@@ -231,6 +256,7 @@ def make_app() -> web.Application:
     app.router.add_route("*", "/v1/status/{code}", status)
     app.router.add_route("*", "/other/echo", echo)
     app.router.add_post("/v1/chat/completions", chat)
+    app.router.add_post("/v1/responses", responses)
     app.router.add_route("*", "/v1/impostor", impostor)
     app.router.add_post("/v1/odd", odd_shapes)
     app.router.add_get("/v1/last-chat", get_last_chat)

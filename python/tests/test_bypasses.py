@@ -7,6 +7,7 @@ charge in the usage record. Answers and gateway logs are checked for the API key
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import socket
@@ -130,6 +131,73 @@ def test_a_body_that_claims_json_but_is_not_strict_json_is_refused(billed: Serve
     assert requests_upstream(upstream) == before
 
 
+def test_a_compressed_body_is_refused_where_a_control_reads_it(billed: Server, plain: Server, upstream: Server) -> None:
+    prompt = "x" * 100_000
+    body = gzip.compress(json.dumps(chat_body(messages=[{"role": "user", "content": prompt}])).encode())
+    # The test upstream, as any aiohttp server, inflates the body: it reads the 100,000-character
+    # prompt that a gateway counting the body by its size would charge as a few hundred bytes.
+    unbilled = signer(plain).sign("POST", f"{upstream.url}/v1/chat/completions")
+    assert send(unbilled, {"Content-Encoding": "gzip"}, body).status == 200
+    assert call("GET", upstream.url + "/v1/last-chat").json()["messages"][0]["content"] == prompt
+    req = signer(billed).sign("POST", f"{upstream.url}/v1/chat/completions", user=unique("gzip"))
+    before = requests_upstream(upstream)
+    for content_type in ({}, {"Content-Type": "text/plain"}, {"Content-Type": "application/json"}):
+        reply = send(req, {"Content-Encoding": "gzip", **content_type}, body)
+        assert (reply.status, reply.error_code) == (415, "unsupported_encoding"), content_type
+    assert requests_upstream(upstream) == before
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16-le", "utf-16-be", "utf-32"])
+def test_a_body_that_lenient_decoders_read_as_json_is_read_strictly(
+    billed: Server, upstream: Server, encoding: str
+) -> None:
+    text = json.dumps(chat_body())
+    body = text.encode(encoding)
+    # What Starlette's Request.json (json.loads of the bytes) reads from this body without a
+    # Content-Type, as FastAPI servers do (a UTF-8 byte-order mark, also llama.cpp's server).
+    assert json.loads(body) == chat_body()
+    req = signer(billed).sign("POST", f"{upstream.url}/v1/chat/completions", user=unique("bom"))
+    before = requests_upstream(upstream)
+    reply = send(req, {}, body)
+    assert (reply.status, reply.error_code) == (400, "invalid_json")
+    assert requests_upstream(upstream) == before
+
+
+@pytest.mark.parametrize("stream", ['"true"', "1", '"yes"'])
+def test_a_stream_flag_that_lax_decoders_read_as_true_is_refused(billed: Server, upstream: Server, stream: str) -> None:
+    # pydantic (vLLM, most Python servers) reads these as true and streams, without the usage the
+    # gateway asks for only when stream is true: the request would be charged by estimate alone.
+    body = json.dumps(chat_body()).replace('"stream": true', f'"stream": {stream}')
+    req = signer(billed).sign("POST", f"{upstream.url}/v1/chat/completions", user=unique("lax"))
+    before = requests_upstream(upstream)
+    reply = send(req, {"Content-Type": "application/json"}, body)
+    assert (reply.status, reply.error_code) == (400, "invalid_json") and "stream" in reply.json()["error"]["message"]
+    assert requests_upstream(upstream) == before
+
+
+def test_a_usage_record_keeps_a_bounded_model_name(billed: Server, upstream: Server) -> None:
+    # Records queue (10,000 of them) while the webhook is slow: the client's model name must not
+    # make each one as large as a body.
+    user = unique("long-model")
+    req = signer(billed).sign("POST", f"{upstream.url}/v1/chat/completions", user=user)
+    assert send(req, {"Content-Type": "application/json"}, json.dumps(chat_body(model="m" * 50_000))).status == 200
+    assert usage_of(upstream, user)["model"] == "m" * 256
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_usage_named_as_the_responses_api_names_it_is_read(billed: Server, upstream: Server, stream: bool) -> None:
+    # input_tokens and output_tokens, streamed inside the final response.completed event: an
+    # answer whose usage is ignored is charged by estimate, which the client's text can steer.
+    user = unique("responses")
+    req = signer(billed).sign("POST", f"{upstream.url}/v1/responses", user=user)
+    reply = send(req, {"Content-Type": "application/json"}, json.dumps({"model": "m", "input": "hi", "stream": stream}))
+    assert reply.status == 200
+    record = usage_of(upstream, user)
+    assert (record["prompt_tokens"], record["completion_tokens"], record["total_tokens"], record["estimated"]) == (
+        7, 3, 10, False,
+    )  # fmt: skip
+
+
 def test_an_answer_of_unexpected_shape_is_relayed_and_charged(billed: Server, upstream: Server) -> None:
     user = unique("odd")
     req = signer(billed).sign("POST", f"{upstream.url}/v1/odd", json=chat_body(), user=user)
@@ -157,6 +225,14 @@ def test_a_policy_holds_against_other_spellings_types_and_roles(plain: Server, u
         (json.dumps({**ok, "messages": [{"role": "assistant", "content": "x" * 31}]}).encode(), 403, "max_user_chars"),
         (json.dumps({**ok, "tools": [{"type": "function", "function": {"name": "f", "description": "x" * 31}}]})
          .encode(), 403, "max_user_chars"),
+        # prompt material without text: numbers a chat template writes out, messages with no text
+        (json.dumps({**ok, "tools": [{"type": "function", "function": {"name": "f", "parameters": {
+            "type": "object", "properties": {"a": {"type": "integer", "enum": list(range(10**8, 10**8 + 2000))}}}}}]})
+         .encode(), 403, "max_user_chars"),
+        (json.dumps({**ok, "messages": [{"role": "user", "content": ""}] * 1000}).encode(), 403, "max_user_chars"),
+        # the names llama.cpp's server reads for max_tokens and n
+        (json.dumps({**ok, "max_tokens": 50, "n_predict": -1}).encode(), 403, "max_tokens"),
+        (json.dumps({**ok, "n_cmpl": 8}).encode(), 403, "n"),
     ]  # fmt: skip
     for body, status, code in cases:
         reply = send(req, {"Content-Type": "application/json"}, body)
@@ -302,6 +378,23 @@ def test_a_worker_holds_at_most_max_buffered_bytes_of_bodies(upstream: Server) -
         while (reply := send(second)).status == 503 and time.monotonic() < deadline:  # the first let go
             time.sleep(0.1)
         assert reply.status == 200
+    finally:
+        stop(gateway)
+
+
+def test_a_body_written_back_longer_counts_against_max_buffered(upstream: Server) -> None:
+    gateway = start(upstream, "--max-buffered", "100k", "--max-body", "64k")
+    try:
+        # 60 KB that the policy writes back (it inserts max_tokens) as 230 KB: 1e15 is written in full.
+        body = json.dumps({**chat_body(), "x": [1e15] * 12_000}, separators=(",", ":")).replace(
+            "1000000000000000.0", "1e15"
+        )
+        assert len(body) < 64 * 1024
+        req = signer(gateway).sign("POST", f"{upstream.url}/v1/chat/completions", policy=Policy(max_tokens=10))
+        before = requests_upstream(upstream)
+        reply = send(req, {"Content-Type": "application/json"}, body)
+        assert (reply.status, reply.error_code) == (503, "at_capacity")
+        assert requests_upstream(upstream) == before
     finally:
         stop(gateway)
 

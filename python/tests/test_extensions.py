@@ -141,6 +141,8 @@ def apply(rules: PolicyRules, body: bytes) -> bytes:
 def test_policy_inserts_max_tokens_when_absent() -> None:
     assert json.loads(apply(RULES, _body()))["max_tokens"] == 200
     assert apply(RULES, _body(max_tokens=50)) == _body(max_tokens=50)
+    # n_predict within the ceiling passes, but sets none for upstreams that do not read it
+    assert json.loads(apply(RULES, _body(n_predict=100, n_cmpl=1)))["max_tokens"] == 200
 
 
 def _msgs(*extra: dict[str, object]) -> list[dict[str, object]]:
@@ -159,6 +161,15 @@ def _msgs(*extra: dict[str, object]) -> list[dict[str, object]]:
         (_body(max_tokens=True), "max_tokens"),
         (_body(max_tokens=100.0), "max_tokens"),
         (_body(n=3), "n"),
+        # the names other upstreams read for the same settings: llama.cpp's n_predict and n_cmpl, vLLM's best_of
+        (_body(n_predict=-1), "max_tokens"),
+        (_body(max_tokens=50, n_predict=5000), "max_tokens"),
+        (_body(n_cmpl=8), "n"),
+        (_body(best_of=8), "n"),
+        # fields with which an upstream replaces what a rule fixes
+        (_body(chat_template="{{ messages[-1].content }}"), "system_prompt"),
+        (_body(guided_regex=".*"), "response_format"),
+        (_body(grammar="root ::= [a-z]+"), "response_format"),
         (_body(n=True), "n"),
         (_body(n="1"), "n"),
         (_body(n=1.0), "n"),
@@ -189,12 +200,40 @@ def _msgs(*extra: dict[str, object]) -> list[dict[str, object]]:
         (_body(messages=_msgs({"role": "assistant", "content": "z" * 21})), "max_user_chars"),
         (_body(messages=_msgs({"role": "tool", "tool_call_id": "c", "content": "z" * 21})), "max_user_chars"),
         (_body(messages=_msgs({"role": "user", "content": "hi", "name": "z" * 20})), "max_user_chars"),
+        # only the signed text of the system message is left out, not what the client adds to it
+        (_body(messages=[{"role": "system", "content": SYSTEM, "name": "z" * 21}]), "max_user_chars"),
         (_body(messages=_msgs({"role": "z" * 21, "content": "hi"})), "max_user_chars"),
         (
             _body(tools=[{"type": "function", "function": {"name": "f", "description": "z" * 21}}]),
             "max_user_chars",
         ),
         (_body(some_future_field="z" * 21), "max_user_chars"),
+        # prompt material without text: numbers and nulls a template writes out, messages without text
+        (
+            _body(
+                tools=[
+                    {
+                        "type": "function",
+                        "function": {
+                            "name": "f",
+                            "parameters": {
+                                "type": "object",
+                                "properties": {"a": {"type": "integer", "enum": list(range(100, 110))}},
+                            },
+                        },
+                    }
+                ]
+            ),
+            "max_user_chars",
+        ),
+        (
+            _body(tools=[{"type": "function", "function": {"name": "f", "parameters": {"default": [None] * 5}}}]),
+            "max_user_chars",
+        ),
+        (_body(prompt=list(range(1000, 1006))), "max_user_chars"),  # token ids
+        (_body(messages=_msgs(*[{"role": "user", "content": ""}] * 21)), "max_user_chars"),
+        (_body(messages=_msgs(*[{"role": "assistant"}] * 21)), "max_user_chars"),
+        (_body(messages=_msgs({"role": "user", "content": [{"type": "text", "text": ""}] * 21})), "max_user_chars"),
         (
             _body(messages=_msgs({"role": "user", "content": [{"type": "image_url", "image_url": {"url": "u"}}]})),
             "max_user_chars",
@@ -315,7 +354,8 @@ def test_tap_estimates_when_the_stream_is_cut() -> None:
     assert not tap.strip_usage_chunk
     tap.start("text/event-stream")
     tap.feed(STREAM[: STREAM.index(b"world")])
-    prompt_chars = len(SYSTEM) + len("red cars") + len("f")  # the schema's name is text too
+    # The schema's name is text too, and its {"type": "object"}, without text, counts one.
+    prompt_chars = len(SYSTEM) + len("red cars") + len("f") + 1
     assert tap.tokens() == (-(-prompt_chars // 4), 2, -(-prompt_chars // 4) + 2, True)
 
 
@@ -332,6 +372,19 @@ def test_tap_reads_usage_from_a_json_answer() -> None:
     assert tap.feed(answer[:10]) + tap.feed(answer[10:]) == answer
     tap.finish()
     assert tap.tokens() == (4, 1, 5, False)
+
+
+def test_tap_adds_up_usage_reported_in_parts() -> None:
+    # Anthropic's Messages API: input tokens when the message starts, output tokens at its end.
+    tap, _ = tap_for(b'{"model": "m"}', ask_for_usage=True)
+    tap.start("text/event-stream")
+    events = (
+        {"type": "message_start", "message": {"usage": {"input_tokens": 25, "output_tokens": 1}}},
+        {"type": "content_block_delta", "delta": {"text": "hi"}},
+        {"type": "message_delta", "usage": {"output_tokens": 15}},
+    )
+    tap.feed(b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events))
+    assert tap.tokens() == (25, 15, 40, False)
 
 
 SSE = "text/event-stream"

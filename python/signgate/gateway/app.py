@@ -541,6 +541,16 @@ class Gateway:
         counted by its size instead."""
         wants_usage = key.id in self._usage_keys
         controlled = ext.policy is not None or wants_usage
+        coding = headers.get("content-encoding", "").strip(" \t").lower()
+        if controlled and body.data and coding not in ("", "identity"):
+            # An upstream that inflates the body (aiohttp, cpp-httplib with zlib, some proxies)
+            # would read a prompt the gateway counted by its compressed size.
+            raise Refusal(
+                415,
+                "unsupported_encoding",
+                f"the body is sent with Content-Encoding {coding[:40]!r}; the gateway's policies and token budgets "
+                "read the body, so send it uncompressed",
+            )
         data: Any = None
         if body.data:
             if controlled and (ext.policy is not None or _claims_json(body.data, headers.get("content-type", ""))):
@@ -558,7 +568,11 @@ class Gateway:
             check_fields(data)
         tap, asked = UsageTap.for_request(data, len(body.data), wants_usage)
         if changed or asked:
-            body.data = strict_json.dumps(data)
+            written = strict_json.dumps(data)
+            # Written back, a number takes its full form (1e15 becomes 1000000000000000.0, 4.5
+            # times as long): the worker's share of held bytes grows with it.
+            body.reserve(max(0, len(written) - body.held))
+            body.data = written
         return tap
 
     @staticmethod
@@ -1007,9 +1021,17 @@ def _downstream(name: bytes) -> bool:
 
 def _claims_json(body: bytes, content_type: str) -> bool:
     """A body that says it is JSON (its media type) or looks like it (its first byte after JSON's
-    whitespace). Other bodies (audio, forms) are counted by their size."""
+    whitespace, or an encoding marker a lenient decoder reads). Other bodies (audio, forms) are
+    counted by their size."""
     media_type = content_type.partition(";")[0].strip(" \t").lower()
     if media_type == "application/json" or media_type.endswith("+json"):
+        return True
+    # Lenient decoders read JSON behind a UTF-8 byte-order mark (nlohmann's, in llama.cpp's server,
+    # whatever the media type), and in UTF-16 or UTF-32 (Python's json.loads of bytes, which
+    # Starlette's Request.json uses when no media type is given): such a body may be a chat request
+    # to the upstream, so it is read strictly, and refused.
+    encoding = json.detect_encoding(body)
+    if encoding == "utf-8-sig" or (encoding != "utf-8" and not media_type):
         return True
     return body.lstrip(b" \t\r\n")[:1] in (b"{", b"[")
 

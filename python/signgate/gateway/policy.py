@@ -23,7 +23,7 @@ TOP_FIELDS = Spellings(
         "temperature", "top_p", "seed", "stop", "presence_penalty", "frequency_penalty", "logit_bias",
         "logprobs", "top_logprobs", "user", "metadata", "store", "service_tier", "reasoning_effort",
         "modalities", "audio", "prediction", "web_search_options", "verbosity", "best_of", "echo",
-        "suffix", "prompt", "safety_identifier", "prompt_cache_key",
+        "suffix", "prompt", "safety_identifier", "prompt_cache_key", "n_predict", "n_cmpl",
     }
 )  # fmt: skip
 MESSAGE_FIELDS = Spellings({"role", "content", "name", "tool_calls", "tool_call_id", "function_call", "refusal"})
@@ -36,11 +36,26 @@ _SETTINGS = frozenset(
         "model", "max_tokens", "max_completion_tokens", "n", "stream", "stream_options", "temperature", "top_p",
         "seed", "stop", "presence_penalty", "frequency_penalty", "logit_bias", "logprobs", "top_logprobs", "user",
         "metadata", "store", "service_tier", "reasoning_effort", "parallel_tool_calls", "modalities", "verbosity",
-        "safety_identifier", "prompt_cache_key",
+        "safety_identifier", "prompt_cache_key", "best_of", "n_predict", "n_cmpl",
     }
 )  # fmt: skip
+# Other names some upstreams read for the settings the max_tokens rule fixes, checked as strictly:
+# llama.cpp's server reads n_predict before max_completion_tokens and max_tokens, and n_cmpl
+# before n; vLLM generates best_of choices to return n of them.
+_OUTPUT_CAPS = ("max_tokens", "max_completion_tokens", "n_predict")
+_CHOICES = ("n", "n_cmpl", "best_of")
+# Fields with which some upstream replaces what a rule fixes: the chat template that lays out the
+# system prompt (vLLM), and the grammar or schema that shapes the answer (vLLM's guided decoding,
+# llama.cpp's grammar and json_schema).
+_REPLACES = {
+    "system_prompt": ("chat_template",),
+    "response_format": (
+        "guided_json", "guided_regex", "guided_choice", "guided_grammar", "structured_outputs", "grammar",
+        "json_schema",
+    ),
+}  # fmt: skip
 # Key names that are structure (message and tool fields, JSON Schema keywords), not text: not
-# counted. Every other key name is counted, and every string value, but for the enumerations below.
+# counted. Every other key name is counted, and every value (see _chars), but for the enumerations below.
 _STRUCTURE = frozenset(
     {
         "role", "content", "name", "type", "text", "tool_calls", "tool_call_id", "function", "arguments", "id",
@@ -106,7 +121,8 @@ def prompt_chars(data: dict[str, Any], *, skip_first_message: bool = False, skip
     """Characters of every piece of text in the body the model may read: each message of every
     role, tool and function definitions, and any field that is not a known setting. Structure
     (field names, roles, part types, JSON Schema keywords) does not count. ``skip_first_message``
-    leaves out a signed system prompt, and ``skip`` top-level fields the policy fixes."""
+    leaves out the text of a signed system prompt (its other fields, such as a name, count), and
+    ``skip`` top-level fields the policy fixes."""
     total = 0
     for name, value in data.items():
         if name in _SETTINGS or name in skip:
@@ -114,28 +130,48 @@ def prompt_chars(data: dict[str, Any], *, skip_first_message: bool = False, skip
         if name not in TOP_FIELDS.keys:  # a field no chat API defines: its name may be text too
             total += len(name)
         if name == "messages" and skip_first_message and isinstance(value, list) and value:
-            value = value[1:]
+            first, value = value[0], value[1:]
+            unsigned = (
+                {k: v for k, v in first.items() if k not in ("role", "content")} if isinstance(first, dict) else {}
+            )
+            if unsigned:
+                total += _chars(unsigned)
         total += _chars(value)
     return total
 
 
 def _chars(value: Any) -> int:
+    """Every string counts its characters; a number, true, false or null the characters of its JSON
+    text (an integer's within one; chat templates write tool schemas out as JSON, and token ids are
+    numbers); and a value
+    with no text of its own (an empty string, list or object, or an object that only names a role
+    or a type) counts one, as each still costs tokens upstream."""
     total = 0
     stack = [value]
     while stack:
         item = stack.pop()
         if isinstance(item, str):
-            total += len(item)
+            total += len(item) or 1
         elif isinstance(item, list):
+            total += not item
             stack.extend(item)
         elif isinstance(item, dict):
+            textless = True
             for key, child in item.items():
                 if key not in _STRUCTURE:
                     total += len(key)
                 enum = _ENUM_VALUES.get(key)
                 if enum is not None and isinstance(child, str) and child in enum:
                     continue
+                textless = False
                 stack.append(child)
+            total += textless
+        elif item is None or isinstance(item, bool):
+            total += 5 if item is False else 4
+        elif isinstance(item, int):  # its digits, from its size (str() of a long int takes quadratic time)
+            total += item.bit_length() * 77 // 256 + 1 + (item < 0)
+        else:  # a float
+            total += len(repr(item))
     return total
 
 
@@ -162,24 +198,33 @@ def enforce(rules: PolicyRules, data: Any) -> bool:
         )
 
     if rules.max_tokens is not None:
-        present = [name for name in ("max_tokens", "max_completion_tokens") if name in data]
-        for name in present:
-            value = data[name]
-            if type(value) is not int or not 1 <= value <= rules.max_tokens:
+        for name in _OUTPUT_CAPS:
+            value = data.get(name)
+            if name in data and (type(value) is not int or not 1 <= value <= rules.max_tokens):
                 raise PolicyViolation("max_tokens", f"{name} must be a whole number in 1..{rules.max_tokens}")
-        if not present:
+        # n_predict alone sets no ceiling: upstreams that do not know it (vLLM, OpenAI) ignore it.
+        if "max_tokens" not in data and "max_completion_tokens" not in data:
             data["max_tokens"] = rules.max_tokens
             changed = True
         # Several choices multiply the cost; `true` is not 1 (decoders that coerce read it as 1,
         # others as an error), so only the integer 1 passes.
-        if "n" in data and (type(data["n"]) is not int or data["n"] != 1):
-            raise PolicyViolation("n", "n must be 1 (several choices multiply the cost)")
+        for name in _CHOICES:
+            if name in data and (type(data[name]) is not int or data[name] != 1):
+                raise PolicyViolation("n", f"{name} must be 1 (several choices multiply the cost)")
 
     messages = data.get("messages")
     if (rules.system_sha256 or rules.max_user_chars) and (
         not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages)
     ):
         raise PolicyViolation("messages", "messages must be a list of objects")
+
+    for rule, fixed in (("system_prompt", rules.system_sha256), ("response_format", rules.response_format_sha256)):
+        replacing = [name for name in _REPLACES[rule] if fixed is not None and name in data]
+        if replacing:
+            signed = rule.replace("_", " ")
+            raise PolicyViolation(
+                rule, f"{replacing[0]!r} would replace the signed {signed} at some upstreams; leave it out"
+            )
 
     if rules.system_sha256 is not None:
         assert isinstance(messages, list)
