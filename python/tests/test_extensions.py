@@ -349,6 +349,19 @@ def test_tap_keeps_usage_the_client_asked_for() -> None:
     assert tap.feed(STREAM) == STREAM
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"model": "m", "stream": True, "input": "hi"},  # OpenAI Responses: usage comes in response.completed
+        {"model": "m", "stream": True, "max_tokens": 5, "system": "s", "prompt": "hi"},  # not chat-shaped
+    ],
+)
+def test_tap_asks_only_chat_completions_for_usage(body: dict[str, object]) -> None:
+    # Other APIs report a stream's usage anyway, and refuse a stream_options field they do not know.
+    tap, sent = tap_for(json.dumps(body).encode(), ask_for_usage=True)
+    assert not tap.strip_usage_chunk and json.loads(sent) == body
+
+
 def test_tap_estimates_when_the_stream_is_cut() -> None:
     tap, _ = tap_for(_body(), ask_for_usage=False)
     assert not tap.strip_usage_chunk

@@ -25,7 +25,7 @@ from typing import Any
 from ..errors import InvalidJSON
 from .policy import prompt_chars
 
-_MAX_JSON_ANSWER = 8 * 1024 * 1024  # a JSON answer held for reading; beyond it, counted by size
+_MAX_JSON_ANSWER = 1024 * 1024  # a JSON answer held for reading; beyond it, counted by size
 _MAX_EVENT = 1024 * 1024  # an unfinished SSE event held; beyond it, the stream is counted by size
 # The model name a usage record keeps: the client chooses it, and records wait in a queue of
 # 10,000 for the webhook, so a body-sized name would hold gigabytes while the webhook is slow.
@@ -123,7 +123,9 @@ class UsageTap:
             # Lax decoders (pydantic's, behind vLLM and most Python servers) read "true", "yes" or
             # 1 as true and would stream without the usage the gateway did not know to ask for.
             raise InvalidJSON(f"stream must be true or false, not {json.dumps(stream)[:40]}")
-        if ask_for_usage and stream is True:
+        # Chat Completions reports a stream's usage only when asked; other APIs (Responses,
+        # Anthropic Messages) always do, and refuse a stream_options field they do not know.
+        if ask_for_usage and stream is True and "messages" in data and "input" not in data:
             options = data.get("stream_options")
             if not isinstance(options, dict) or options.get("include_usage") is not True:
                 data["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
