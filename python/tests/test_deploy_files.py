@@ -185,3 +185,23 @@ def test_containerfile_installs_and_starts_outside_a_container(tmp_path: Path) -
         server.stop()
     finally:
         redis.stop()
+
+
+# -- docs/deploy.md quotes the files as they are ----------------------------------------------------------
+
+QUOTED = {"nginx": "nginx/signgate.conf", "ini": "systemd/signgate@.service", "dockerfile": "Containerfile"}
+
+
+def test_deploy_doc_quotes_the_files_as_they_are() -> None:
+    doc = (REPO / "docs" / "deploy.md").read_text()
+    blocks = re.findall(r"^ *```(\w+)\n(.*?)^ *```$", doc, re.M | re.S)
+    quoted = [(language, text) for language, text in blocks if language in QUOTED]
+    assert {language for language, _ in quoted} == set(QUOTED)
+    for language, text in quoted:
+        lines = {line.strip() for line in (DEPLOY / QUOTED[language]).read_text().splitlines()}
+        for line in text.splitlines():
+            assert not line.strip() or line.strip() in lines, (
+                f"docs/deploy.md quotes {line.strip()!r}, not in {QUOTED[language]}"
+            )
+    for link in re.findall(r"\]\(\.\./([^)#]+)\)", doc):
+        assert (REPO / link).exists(), f"docs/deploy.md links to {link}, which does not exist"
