@@ -222,8 +222,9 @@ def test_replicas_behind_nginx_share_single_use_and_limits(
 ) -> None:
     store = ["--store", f"redis://127.0.0.1:{redis.port}/0", "--limit", "user.requests_per_minute=10"]
     replicas = gateways(upstream, 2, *store)
-    nginx = Nginx(tmp_path, [g.port for g in replicas], cert)
+    nginx: Nginx | None = None
     try:
+        nginx = Nginx(tmp_path, [g.port for g in replicas], cert)
         once = sign(nginx.url, "GET", f"{upstream.url}/v1/echo", single_use=True)
         assert [https(nginx, once).status for _ in range(3)] == [200, 409, 409]
         # nginx spread the three over both replicas: one refused what the other had admitted
@@ -238,7 +239,8 @@ def test_replicas_behind_nginx_share_single_use_and_limits(
         for gateway in replicas:
             assert metric(gateway, "signgate_requests_total", code="requests_per_minute_exceeded") >= 1
     finally:
-        nginx.stop()
+        if nginx is not None:
+            nginx.stop()
         stop(replicas)
 
 
@@ -248,7 +250,11 @@ def test_a_stream_survives_the_other_replicas_restart(
     """A rolling restart: replica B is stopped (its own stream drains) and started again while a
     stream on replica A goes on, and new requests keep being answered through nginx."""
     replicas = gateways(upstream, 2, "--store", f"redis://127.0.0.1:{redis.port}/1")
-    nginx = Nginx(tmp_path, [g.port for g in replicas], cert)
+    try:
+        nginx = Nginx(tmp_path, [g.port for g in replicas], cert)
+    except BaseException:
+        stop(replicas)
+        raise
 
     def holder() -> Server | None:
         busy = [g for g in replicas if metric(g, "signgate_streams_in_flight") >= 1]
