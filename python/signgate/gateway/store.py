@@ -218,6 +218,10 @@ return {0, 0}
 class RedisStore(Store):
     """State in Redis, shared by every gateway process that points at the same server.
 
+    ``url`` is one server's, a Sentinel service's or a Cluster's (forms in
+    :mod:`signgate.gateway.storeurl`). ``namespace`` is the hash tag every key starts with:
+    gateways that share a Redis but must not share state use different namespaces.
+
     Stream leases live ``lease_ttl`` seconds unless refreshed; each process refreshes its own
     every ``lease_ttl / 3`` seconds, so a crashed process's streams stop counting within
     ``lease_ttl``.
