@@ -192,11 +192,7 @@ def test_streams_pass_through_nginx_unbuffered(one_behind_nginx: tuple[Nginx, Se
     assert arrived < sent[-1], "the first event waited in a buffer until the upstream sent the last"
 
 
-@pytest.mark.parametrize(
-    "path",
-    ["/metrics", "/x/metrics", "//metrics", "/%6Detrics", "/x%2Fmetrics", "/./metrics", "/a/../metrics",
-     "/metrics?format=text", "/healthz/../metrics"],
-)  # fmt: skip
+@pytest.mark.parametrize("path", ["/metrics", "/%6Detrics", "/%6d%65%74%72%69%63%73", "/metrics?format=text"])
 @pytest.mark.parametrize("method", ["GET", "HEAD"])
 def test_metrics_stay_private(one_behind_nginx: tuple[Nginx, Server], path: str, method: str) -> None:
     nginx, gateway = one_behind_nginx
