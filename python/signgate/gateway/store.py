@@ -226,9 +226,10 @@ class RedisStore(Store):
     every ``lease_ttl / 3`` seconds, so a crashed process's streams stop counting within
     ``lease_ttl``.
 
-    With one server, a process keeps at most ``max_connections`` connections; a request finding them all busy
-    waits up to ``timeout`` for one (redis-py's default pool refuses the 101st request at once,
-    which turned a burst of requests into 503s).
+    With one server, a process keeps at most ``max_connections`` connections; a request finding
+    them all busy waits up to ``timeout`` for one (redis-py's default pool refuses the 101st
+    request at once, which turned a burst of requests into 503s). Cluster and Sentinel clients
+    keep redis-py's pools, which still refuse past 100 connections per server.
     """
 
     def __init__(
