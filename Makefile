@@ -39,9 +39,11 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
-# Debian packages the tests start for real: redis-server for the shared-store tests.
+# Debian packages the tests start for real: redis-server for the shared-store tests; for the
+# deployment recipes (docs/deploy.md) nginx, redis-sentinel, openssl (a self-signed certificate)
+# and curl (HTTP/2 through nginx).
 system-deps:
-	scripts/ensure-debian-packages.sh redis-server
+	scripts/ensure-debian-packages.sh redis-server redis-tools redis-sentinel nginx openssl curl
 
 pytest: venv system-deps
 	$(BIN)/pytest

@@ -69,8 +69,8 @@ def start_upstream() -> Server:
     return Server("upstream", [sys.executable, str(HERE / "fake_upstream.py"), str(port)], port).wait_healthy()
 
 
-def start_gateway(*args: str, env: dict[str, str] | None = None, health: bool = True) -> Server:
-    port = free_port()
+def start_gateway(*args: str, env: dict[str, str] | None = None, health: bool = True, port: int = 0) -> Server:
+    port = port or free_port()
     server = Server(
         "gateway",
         [sys.executable, "-m", "signgate", "serve", "--port", str(port), *args],
@@ -80,20 +80,24 @@ def start_gateway(*args: str, env: dict[str, str] | None = None, health: bool = 
     return server.wait_healthy() if health else server
 
 
-def start_redis() -> Server:
-    """A real redis-server on a free loopback port, without persistence."""
-    port = free_port()
-    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    server = Server("redis", argv, port)
-    deadline = time.monotonic() + 20
+def start_redis(*extra: str, name: str = "redis", port: int = 0) -> Server:
+    """A real redis-server on a free loopback port, without persistence; ``extra`` adds options."""
+    port = port or free_port()
+    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", *extra]
+    return wait_pong(Server(name, argv, port))
+
+
+def wait_pong(server: Server, timeout: float = 20) -> Server:
+    """Wait until a Redis server (or sentinel) answers PING on its port."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.proc.poll() is not None:
-            raise RuntimeError(f"redis-server exited:\n{server.output()}")
+            raise RuntimeError(f"{server.name} exited:\n{server.output()}")
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
+            with socket.create_connection(("127.0.0.1", server.port), timeout=1) as conn:
                 conn.sendall(b"PING\r\n")
                 if conn.recv(64).startswith(b"+PONG"):
                     return server
         except OSError:
             time.sleep(0.05)
-    raise RuntimeError(f"redis-server did not answer in 20 s:\n{server.output()}")
+    raise RuntimeError(f"{server.name} did not answer in {timeout} s:\n{server.output()}")

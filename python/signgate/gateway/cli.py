@@ -121,7 +121,8 @@ def add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     state.add_argument(
         "--store",
         metavar="URL",
-        help="where nonces and counters live: memory (default, per worker) or redis://host:port/db",
+        help="where nonces and counters live: memory (default, per worker), redis://host:port/db, "
+        "redis+cluster://host:port,host:port or redis+sentinel://host:port,host:port/service (docs/deploy.md)",
     )
     state.add_argument(
         "--store-fail-open",

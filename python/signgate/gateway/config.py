@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import scheme
+from . import storeurl
 from .store import Limits
 from .usage import UsageRecord
 
@@ -219,10 +220,13 @@ _LIMIT_SCOPES = ("key", "tenant", "user")
 
 
 def check_store(value: Any, where: str) -> str:
-    if not isinstance(value, str) or not re.fullmatch(r"(redis|rediss|unix)://\S+|memory", value):
-        # A Redis URL may hold a password: show the value without what precedes an '@'.
-        shown = re.sub(r"//[^/@]*@", "//***@", value) if isinstance(value, str) else value
-        raise ConfigError(f"{where}: {shown!r} is not a store; use 'memory' or a URL like redis://127.0.0.1:6379/0")
+    """A store URL in one of the forms of :mod:`signgate.gateway.storeurl`, checked at start-up."""
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: {value!r} is not a store; use {storeurl.EXAMPLES}")
+    try:
+        storeurl.parse(value)
+    except storeurl.StoreURLError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
     return value
 
 

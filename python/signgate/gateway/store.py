@@ -20,6 +20,9 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
+
+from . import storeurl
 
 logger = logging.getLogger("signgate.store")
 
@@ -215,13 +218,18 @@ return {0, 0}
 class RedisStore(Store):
     """State in Redis, shared by every gateway process that points at the same server.
 
+    ``url`` is one server's, a Sentinel service's or a Cluster's (forms in
+    :mod:`signgate.gateway.storeurl`). ``namespace`` is the hash tag every key starts with:
+    gateways that share a Redis but must not share state use different namespaces.
+
     Stream leases live ``lease_ttl`` seconds unless refreshed; each process refreshes its own
     every ``lease_ttl / 3`` seconds, so a crashed process's streams stop counting within
     ``lease_ttl``.
 
-    A process keeps at most ``max_connections`` connections; a request finding them all busy
-    waits up to ``timeout`` for one (redis-py's default pool refuses the 101st request at once,
-    which turned a burst of requests into 503s).
+    With one server, a process keeps at most ``max_connections`` connections; a request finding
+    them all busy waits up to ``timeout`` for one (redis-py's default pool refuses the 101st
+    request at once, which turned a burst of requests into 503s). Cluster and Sentinel clients
+    keep redis-py's pools, which still refuse past 100 connections per server.
     """
 
     def __init__(
@@ -230,33 +238,39 @@ class RedisStore(Store):
         *,
         lease_ttl: int = 90,
         timeout: float = 1.0,
-        prefix: str = "signgate:",
+        namespace: str = "signgate",
         max_connections: int = 64,
     ) -> None:
-        import redis.asyncio as aioredis
-
-        pool = aioredis.BlockingConnectionPool.from_url(
-            url,
-            max_connections=max_connections,
-            timeout=timeout,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-        )
-        self._redis = aioredis.Redis.from_pool(pool)
+        if not namespace or "{" in namespace or "}" in namespace:
+            raise ValueError(f"namespace {namespace!r} must be non-empty and hold no braces: it is the hash tag")
+        self._redis, self._sentinel = _connect(storeurl.parse(url), timeout, max_connections)
         self._script = self._redis.register_script(_ADMIT)
-        self._prefix = prefix
+        self._tag = "{" + namespace + "}"
         self._lease_ttl = lease_ttl
         self._leases: dict[str, tuple[str, ...]] = {}
         self._refresher: asyncio.Task[None] | None = None
         self._pid = os.getpid()
         self._counter = 0
 
+    def _key(self, kind: str, *parts: str | int) -> str:
+        """The name of one entry: ``{namespace}:kind:parts...``.
+
+        Every name starts with the same hash tag, so on a Redis Cluster all of them live in one
+        slot: the admission script reads and writes a request's nonce, and the key's, tenant's and
+        user's counters in one call, and Redis refuses a script whose keys span slots (CROSSSLOT).
+        A new kind of entry that the script reads joins the scheme by going through here.
+        """
+        return ":".join((self._tag, kind, *map(str, parts)))
+
     def _keys(self, nonce: Nonce | None, scopes: Sequence[Scope], now: float) -> list[str]:
-        p = self._prefix
-        keys = [f"{p}nonce:{nonce.id}" if nonce else f"{p}nonce:-"]
+        keys = [self._key("nonce", nonce.id if nonce else "-")]
         minute, day = _minute(now), _day(now)
         for scope in scopes:
-            keys += [f"{p}rate:{scope.id}:{minute}", f"{p}streams:{scope.id}", f"{p}tokens:{scope.id}:{day}"]
+            keys += [
+                self._key("rate", scope.id, minute),
+                self._key("streams", scope.id),
+                self._key("tokens", scope.id, day),
+            ]
         return keys
 
     async def admit(self, nonce: Nonce | None, scopes: Sequence[Scope], now: float) -> Admission:
@@ -285,7 +299,7 @@ class RedisStore(Store):
         streams = tuple(s for s in scopes if s.limits.concurrent_streams)
         if not streams:
             return Admission(admitted=True)
-        self._leases[lease] = tuple(f"{self._prefix}streams:{s.id}" for s in streams)
+        self._leases[lease] = tuple(self._key("streams", s.id) for s in streams)
         self._ensure_refresher()
         return Admission(admitted=True, lease=lease, lease_scopes=streams)
 
@@ -308,7 +322,7 @@ class RedisStore(Store):
             async with self._redis.pipeline(transaction=False) as pipe:
                 for scope in scopes:
                     if scope.limits.tokens_per_day:
-                        key = f"{self._prefix}tokens:{scope.id}:{day}"
+                        key = self._key("tokens", scope.id, day)
                         pipe.incrby(key, tokens)
                         pipe.expire(key, 2 * 86400)
                 await pipe.execute()
@@ -338,3 +352,53 @@ class RedisStore(Store):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._refresher
         await self._redis.aclose()
+        if self._sentinel is not None:
+            for sentinel in self._sentinel.sentinels:
+                await sentinel.aclose()
+
+
+def _connect(url: storeurl.StoreURL, timeout: float, max_connections: int) -> tuple[Any, Any]:
+    """A redis.asyncio client for the URL, and the Sentinel client behind it (or None).
+
+    Every connection, to a server, a cluster node or a sentinel, gives up after ``timeout``
+    seconds, so an unreachable store fails a request (503 store_unavailable) instead of holding it.
+    Only the one-server pool waits for a free connection; the cluster's and Sentinel's pools are
+    redis-py's, which refuse a command past their 100 connections per server at once.
+    """
+    if url.kind == "cluster":
+        from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+        nodes = [ClusterNode(host, port) for host, port in url.nodes]
+        cluster = RedisCluster(
+            startup_nodes=nodes,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            username=url.username,
+            password=url.password,
+        )
+        return cluster, None
+    if url.kind == "sentinel":
+        from redis.asyncio.sentinel import Sentinel
+
+        assert url.service is not None
+        # The sentinels get the timeouts but not the password: it is the master's.
+        sentinel = Sentinel(list(url.nodes), socket_timeout=timeout, socket_connect_timeout=timeout)
+        master = sentinel.master_for(
+            url.service,
+            db=url.db,
+            username=url.username,
+            password=url.password,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+        )
+        return master, sentinel
+    import redis.asyncio as aioredis
+
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url.text,
+        max_connections=max_connections,
+        timeout=timeout,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+    )
+    return aioredis.Redis.from_pool(pool), None
