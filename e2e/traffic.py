@@ -27,7 +27,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from playwright.sync_api import BrowserContext, CDPSession, Page
 from playwright.sync_api import Error as PlaywrightError
@@ -55,6 +55,12 @@ class _Stream:
     @property
     def body(self) -> bytes:
         return self.buffered + b"".join(self.chunks)
+
+
+def _signature(url: str) -> str | None:
+    """The X-Sw-Signature of a signed URL, or None."""
+    values = parse_qs(urlsplit(url).query).get("X-Sw-Signature")
+    return values[0] if values else None
 
 
 def _short(url: str) -> str:
@@ -156,16 +162,28 @@ class Traffic:
         before the recorder asks), but the test knows it, so it is recorded from here."""
         self._fulfilled[url] = body
 
+    def _fulfilled_body(self, url: str) -> bytes | None:
+        """The body the test answered ``url`` with: by the URL, or else by its signature (one
+        signed URL, one request), should the two URLs be spelled differently."""
+        if url in self._fulfilled:
+            return self._fulfilled[url]
+        signature = _signature(url)
+        for fulfilled_url, body in self._fulfilled.items():
+            if signature is not None and _signature(fulfilled_url) == signature:
+                return body
+        return None
+
     def _read_streams(self) -> None:
         for stream in self._streams:
-            if stream.url in self._fulfilled and not stream.body:
-                stream.buffered, stream.error = self._fulfilled[stream.url], ""
+            fulfilled = self._fulfilled_body(stream.url)
+            if fulfilled is not None and not stream.body:
+                stream.buffered, stream.error = fulfilled, ""
             if stream.streaming or stream.buffered:
                 continue
             try:
                 answer = stream.session.send("Network.getResponseBody", {"requestId": stream.request_id})
             except PlaywrightError as exc:
-                stream.error = str(exc)
+                stream.error = f"{exc} ({len(self._fulfilled)} bodies answered by the test, none for this URL)"
                 continue
             body = answer.get("body", "")
             stream.buffered = base64.b64decode(body) if answer.get("base64Encoded") else body.encode()
