@@ -227,12 +227,19 @@ async def test_interim_answers_are_skipped() -> None:
 
 
 @on_uvloop
-async def test_an_oversized_response_head_is_refused() -> None:
+@pytest.mark.parametrize("pieces", ["line by line", "in one write"])
+async def test_an_oversized_response_head_is_refused(pieces: str) -> None:
+    # In one write the whole head can arrive in one read, and be parsed to its end at once.
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_head(reader)
+        lines = [b"x-filler-%d: %s\r\n" % (i, b"y" * 40) for i in range(2000)]
+        if pieces == "in one write":
+            writer.write(b"HTTP/1.1 200 OK\r\n" + b"".join(lines) + b"\r\n")
+            await writer.drain()
+            return
         writer.write(b"HTTP/1.1 200 OK\r\n")
-        for i in range(2000):
-            writer.write(b"x-filler-%d: %s\r\n" % (i, b"y" * 40))
+        for line in lines:
+            writer.write(line)
             await writer.drain()
         writer.write(b"\r\n")
 

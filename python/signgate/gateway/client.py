@@ -78,6 +78,7 @@ class _Connection(asyncio.Protocol):
         "error",
         "head_done",
         "head_size",
+        "header_bytes",
         "headers",
         "idle_since",
         "keep_alive",
@@ -109,6 +110,7 @@ class _Connection(asyncio.Protocol):
         self.headers: list[tuple[bytes, bytes]] = []
         self.head_done = False
         self.head_size = 0
+        self.header_bytes = 0  # names and values of the head being parsed, however it arrived
         self.done = False
         self.error: UpstreamError | None = None
         self.keep_alive = False
@@ -166,6 +168,7 @@ class _Connection(asyncio.Protocol):
     # -- llhttp callbacks ---------------------------------------------------------------------------
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self.header_bytes += len(name) + len(value) + 4
         lowered = name.lower()
         if lowered == b"content-length":
             self.length_known = True
@@ -174,6 +177,10 @@ class _Connection(asyncio.Protocol):
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        if self.header_bytes > _MAX_HEAD:
+            # The whole head came in one read, so the count of bytes read so far never saw it grow.
+            self._fail(UpstreamError(f"the upstream's response head exceeds {_MAX_HEAD} bytes"))
+            return
         status = self.parser.get_status_code()
         if 100 <= status < 200 and status != 101:
             self.headers = []  # an interim answer (100 Continue, 103 Early Hints): the real one follows
