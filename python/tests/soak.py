@@ -25,10 +25,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import random
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -243,16 +243,18 @@ async def _drive(traffic: Traffic, tally: Tally, seconds: float, concurrency: in
     await asyncio.gather(*(worker(i) for i in range(concurrency)))
 
 
-async def _sample(
+def _sample(
     resources: Resources,
     upstream_port: int,
     every: float,
-    stop: asyncio.Event,
+    stop: threading.Event,
     out: list[tuple[float, int, int, int]],
     started: float,
     tally: Tally,
     progress: float,
 ) -> None:
+    """Sample in a thread of its own: an event loop busy with the load would delay the samples
+    (on a loaded machine, to half of them)."""
     reported = 0.0
     while not stop.is_set():
         sample = (time.monotonic() - started, resources.fds(), resources.sockets_to(upstream_port), resources.rss_kib())
@@ -265,8 +267,7 @@ async def _sample(
                 f"RSS {sample[3]:,} KiB, {sample[1]} descriptors ({sample[2]} pooled upstream)",
                 flush=True,
             )
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), every)
+        stop.wait(every)
 
 
 def run_soak(
@@ -305,14 +306,16 @@ def run_soak(
         async def main() -> tuple[Tally, list[tuple[float, int, int, int]]]:
             samples: list[tuple[float, int, int, int]] = []
             tally = Tally()
-            stop = asyncio.Event()
+            stop = threading.Event()
             started = time.monotonic()
-            sampler = asyncio.create_task(
-                _sample(resources, upstream_port, sample_every, stop, samples, started, tally, progress)
-            )
-            await _drive(traffic, tally, seconds, concurrency, seed)
-            stop.set()
-            await sampler
+            args = (resources, upstream_port, sample_every, stop, samples, started, tally, progress)
+            sampler = threading.Thread(target=_sample, args=args, daemon=True)
+            sampler.start()
+            try:
+                await _drive(traffic, tally, seconds, concurrency, seed)
+            finally:
+                stop.set()
+                sampler.join()
             return tally, [s for s in samples if s[0] >= warmup]
 
         started = time.monotonic()

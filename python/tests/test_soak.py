@@ -12,4 +12,6 @@ def test_one_minute_soak() -> None:
     print("\n" + result.summary())
     assert not result.problems, result.summary()
     assert result.tally.streams > 500, "too little traffic to judge anything"
-    assert len(result.samples) >= 15
+    # about 20 at one every 2 s after the warm-up; a loaded machine delays some: a third of them
+    # each side is enough to compare medians
+    assert len(result.samples) >= 9
