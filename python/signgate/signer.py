@@ -52,7 +52,12 @@ def _proxy_param(upstream_url: str) -> str:
     """The ``X-Sw-Proxy`` value: the upstream URL normalised (as Signway does), then encoded."""
     if not isinstance(upstream_url, str) or not upstream_url:
         raise SigningError("upstream_url", "must be a non-empty absolute http(s) URL")
+    if len(upstream_url) > _CACHED_URL_LENGTH:  # a long, likely one-off URL would bloat the cache
+        return _checked_proxy_param.__wrapped__(upstream_url)
     return _checked_proxy_param(upstream_url)
+
+
+_CACHED_URL_LENGTH = 2048
 
 
 @lru_cache(maxsize=1024)

@@ -171,3 +171,14 @@ def test_sign_url_keeps_keys_and_gateways_apart() -> None:
     with pytest.raises(SigningError) as info:
         sign_url("a", "s1", GATEWAY, UPSTREAM, 0, "GET")
     assert info.value.field == "expires_in"
+
+
+def test_long_upstream_urls_sign_like_short_ones(clock: FakeClock) -> None:
+    """Upstream URLs past the cached length take the uncached path: same checks, same URL."""
+    for upstream in (UPSTREAM + "?q=" + "a" * 3000, UPSTREAM + "?q=" + "é" * 1500):
+        req = signer(clock).sign("GET", upstream)
+        normalized = ref.query_params(req.url)["X-Sw-Proxy"]
+        assert req.url == ref.sign("app", "s3cret", GATEWAY, normalized, 60, "GET", [], None, "20231114T221320Z").url
+    with pytest.raises(SigningError) as info:
+        signer(clock).sign("GET", "/relative?q=" + "a" * 3000)
+    assert info.value.field == "upstream_url"
