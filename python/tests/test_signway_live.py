@@ -142,7 +142,7 @@ def expect_same_forwarding(signway_reply: Reply, gateway_reply: Reply, req: Sign
                 # Our extensions are for our gateway: it consumes them, Signway passes them on.
                 assert name not in got["headers"]
             else:
-                assert got["headers"][name] == value.strip(), name
+                assert got["headers"][name] == value.strip(" \t"), name
         if req.body is not None:
             assert got["headers"]["content-length"] == str(len(req.body.encode()))
     return sw
