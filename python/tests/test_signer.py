@@ -8,6 +8,7 @@ import sw1_reference as ref
 from conftest import FakeClock
 
 from signgate import Signer, SigningError, Verifier, parse_query, sign_url
+from signgate.signer import DEFAULT_EXPIRES_IN
 
 GATEWAY = "https://gw.example.com"
 UPSTREAM = "https://api.openai.com/v1/chat/completions"
@@ -154,7 +155,9 @@ def test_one_signer_across_midnight_signs_each_day_with_its_own_key() -> None:
     assert ref.query_params(after.url)["X-Sw-Credential"] == "app/20231115"
     for req, at in ((before, 1_700_006_399), (after, 1_700_006_400)):
         params = ref.query_params(req.url)
-        expected = ref.sign("app", "s3cret", GATEWAY, UPSTREAM, 60, "GET", [], None, params["X-Sw-Date"])
+        expected = ref.sign(
+            "app", "s3cret", GATEWAY, UPSTREAM, DEFAULT_EXPIRES_IN, "GET", [], None, params["X-Sw-Date"]
+        )
         assert req.url == expected.url
         assert Verifier({"app": ["s3cret"]}, clock=lambda at=at: at).verify_request("GET", req.url.split("?")[1], {})
 
@@ -178,7 +181,10 @@ def test_long_upstream_urls_sign_like_short_ones(clock: FakeClock) -> None:
     for upstream in (UPSTREAM + "?q=" + "a" * 3000, UPSTREAM + "?q=" + "é" * 1500):
         req = signer(clock).sign("GET", upstream)
         normalized = ref.query_params(req.url)["X-Sw-Proxy"]
-        assert req.url == ref.sign("app", "s3cret", GATEWAY, normalized, 60, "GET", [], None, "20231114T221320Z").url
+        expected = ref.sign(
+            "app", "s3cret", GATEWAY, normalized, DEFAULT_EXPIRES_IN, "GET", [], None, "20231114T221320Z"
+        )
+        assert req.url == expected.url
     with pytest.raises(SigningError) as info:
         signer(clock).sign("GET", "/relative?q=" + "a" * 3000)
     assert info.value.field == "upstream_url"
