@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: test demo lint typecheck pytest jstest e2e bench fuzz soak clean venv system-deps
+.PHONY: test demo lint typecheck pytest jstest e2e bench fuzz soak clean venv system-deps signway
 
 # Each stamp records the last successful install and re-installs when pyproject.toml changes.
 # The venv's pip is upgraded first: --group (the [dependency-groups] of pyproject.toml) needs 25.1.
@@ -45,7 +45,17 @@ typecheck: venv
 system-deps:
 	scripts/ensure-debian-packages.sh redis-server redis-tools redis-sentinel nginx openssl curl
 
-pytest: venv system-deps
+# Signway v0.4.8, the Rust server signgate speaks SW1 with: the interop tests run against it live, and
+# the gateway benchmark measures it. Its source and offline build script stay outside this repository
+# (SIGNWAY_SRC); the binary is built once into SIGNWAY_CACHE (git ignores .cache/), about two minutes
+# with the Debian crates it installs. Without cargo this says so in one line, and those parts skip.
+SIGNWAY_SRC ?= ../shared/signway
+SIGNWAY_CACHE ?= .cache/signway
+export SIGNWAY_SRC SIGNWAY_CACHE
+signway:
+	scripts/build-signway.sh
+
+pytest: venv system-deps signway
 	$(BIN)/pytest
 
 jstest: node_modules/.installed $(VENV)/.installed
@@ -66,7 +76,7 @@ demo: $(VENV)/.demo-installed
 
 # The benchmarks need more than the tests (gunicorn, matplotlib; nginx and wrk from ensure-tools.sh when
 # present). BENCH_ARGS=--quick for a smoke run of a few minutes.
-bench: venv
+bench: venv signway
 	$(PY) -m pip install --quiet -e '.[gateway,redis]' --group test --group bench
 	@if [ -f bench/ensure-tools.sh ]; then bash bench/ensure-tools.sh; fi
 	$(PY) bench/run_all.py $(BENCH_ARGS)

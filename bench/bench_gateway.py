@@ -1,13 +1,16 @@
-"""The gateway against nginx ``proxy_pass``: small requests, added latency, streams and memory.
+"""The gateway against nginx ``proxy_pass`` and Signway: small requests, added latency, streams, memory.
 
-One signgate worker and one nginx worker, side by side in one run, in front of the same local
-upstreams: nginx serving a static 1 KB file, and ``_sse_upstream.py`` (a uvloop raw-protocol SSE
-server). The proxy under test runs on core 0; the load generator (wrk, or ``_sse_load.py`` for
-streams) and the upstreams share core 1. Every figure is min / median / max over the runs, and
-each ratio is taken within a run, against a baseline measured in that same run.
+One signgate worker, one nginx worker and the Signway server (v0.4.8, Rust), side by side in one
+run, in front of the same local upstreams: nginx serving a static 1 KB file, and
+``_sse_upstream.py`` (a uvloop raw-protocol SSE server). The proxy under test runs on core 0; the
+load generator (wrk, or ``_sse_load.py`` for streams) and the upstreams share core 1. Every figure
+is min / median / max over the runs, and each ratio is taken within a run, against a baseline
+measured in that same run.
 
-Needs nginx and wrk (``bench/ensure-tools.sh`` installs them). Run:
-``.venv/bin/python bench/bench_gateway.py`` (about 8 minutes; ``--quick`` for a smoke run).
+Needs nginx and wrk (``bench/ensure-tools.sh`` installs them) and Signway built by
+``scripts/build-signway.sh`` (``make bench`` runs both; without cargo, Signway's rows are left out
+with a note). Run: ``.venv/bin/python bench/bench_gateway.py`` (about 11 minutes; ``--quick`` for a
+smoke run).
 """
 
 from __future__ import annotations
@@ -93,9 +96,11 @@ class Proc:
     cores: str
     env: dict[str, str] = field(default_factory=dict)
     stdout: Path | None = None
+    signs: bool = False  # verifies SW1 signatures, so its requests must be signed
+    probe: tuple[str, str] = ("GET", "/healthz")  # the request that answers 200 once it is up
     popen: subprocess.Popen[bytes] | None = None
 
-    def start(self, health: str = "/healthz", timeout: float = 20) -> Proc:
+    def start(self, timeout: float = 20) -> Proc:
         log = self.tmp / f"{self.name}.log"
         out = self.stdout or log
         with log.open("ab") as err, out.open("ab") as std:
@@ -112,8 +117,10 @@ class Proc:
         while time.monotonic() < deadline:
             if self.popen.poll() is not None:
                 raise RuntimeError(f"{self.name} exited with {self.popen.returncode}:\n{log.read_text()[-3000:]}")
+            method, path = self.probe
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{health}", timeout=1) as r:
+                probe = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", method=method)
+                with urllib.request.urlopen(probe, timeout=1) as r:
                     if r.status == 200:
                         return self
             except OSError:
@@ -286,6 +293,32 @@ def gateway(tmp: Path, upstreams: Sequence[int], workers: int = 1, name: str = "
         PROXY_CORE if workers == 1 else BOTH_CORES,
         env={"BENCH_SECRET": SECRET, "BENCH_API_KEY": API_KEY},
         stdout=tmp / f"{name}-access.log",
+        signs=True,
+    )
+
+
+def signway_bin() -> Path:
+    """Where scripts/build-signway.sh puts Signway: SIGNWAY_CACHE (relative to the repository) or .cache/signway."""
+    cache = Path(os.environ.get("SIGNWAY_CACHE", ".cache/signway"))
+    return (cache if cache.is_absolute() else ROOT / cache) / "bin" / "signway-v0.4.8"
+
+
+def signway(tmp: Path, name: str = "signway") -> Proc:
+    """The Signway server as its README runs it, with the same key and API key as signgate. It logs a
+    JSON line per request on stdout (no flag turns that off), to a file like the others' access logs.
+    Its tokio runtime starts a worker thread per core; pinned, they share core 0."""
+    port = free_port()
+    argv = [str(signway_bin()), KEY_ID, SECRET, "--header", f"Authorization: Bearer {API_KEY}", "--no-bytes-monitor"]
+    return Proc(
+        name,
+        argv,
+        port,
+        tmp,
+        PROXY_CORE,
+        env={"PORT": str(port), "SIGNWAY_BIND_ADDR": "127.0.0.1"},
+        stdout=tmp / f"{name}-access.log",
+        signs=True,
+        probe=("OPTIONS", "/"),  # Signway has no health endpoint; it answers a CORS preflight
     )
 
 
@@ -334,9 +367,9 @@ def sse_load(port: int, target: str, n: int, pids: Sequence[int], ms: int = STRE
 
 
 def stream_target(proxy: Proc, sse_port: int, ms: int) -> str:
-    """The request target for EVENTS events over ``ms``: signed for signgate, plain for nginx."""
+    """The request target for EVENTS events over ``ms``: signed for signgate and Signway, plain for nginx."""
     path = f"/sse?n={EVENTS}&ms={ms}"
-    if not proxy.name.startswith("signgate"):
+    if not proxy.signs:
         return path
     return signed(proxy.port, f"http://127.0.0.1:{sse_port}{path}").removeprefix(f"http://127.0.0.1:{proxy.port}")
 
@@ -410,31 +443,37 @@ def stream_run(proxy: Proc, sse_port: int, n: int) -> dict[str, Any]:
 
 def logged_outcomes(log: Path, offset: int) -> dict[str, int]:
     """What the proxy's access log says about the requests after ``offset``: status (and
-    signgate's outcome code) -> count. Tells a proxy's refusals from connections it never read."""
+    signgate's outcome code, or Signway's message) -> count. Tells a proxy's refusals from
+    connections it never read."""
     outcomes: Counter[str] = Counter()
     with log.open("rb") as f:
         f.seek(offset)
         for line in f:
             if line.startswith(b"{"):
                 entry = json.loads(line)
-                outcomes[f"{entry['status']} {entry['code']}"] += 1
+                if "status" in entry:  # signgate
+                    outcomes[f"{entry['status']} {entry['code']}"] += 1
+                else:  # Signway: {"level": ..., "fields": {"message": "Id bench provided a valid signature, ..."}}
+                    outcomes[entry.get("fields", {}).get("message", "?").split(":")[0][:60]] += 1
             elif len(fields := line.split(b'"')) > 2:
                 outcomes[fields[2].split()[0].decode()] += 1  # nginx: '... "GET / HTTP/1.1" 200 ...'
     return dict(outcomes)
 
 
-def streams(plan: Plan, tmp: Path, static_port: int, sse_port: int) -> dict[tuple[int, str], list[dict[str, Any]]]:
+def streams(
+    plan: Plan, tmp: Path, static_port: int, sse_port: int, proxies: Sequence[str]
+) -> dict[tuple[int, str], list[dict[str, Any]]]:
     results: dict[tuple[int, str], list[dict[str, Any]]] = {}
     for n in LEVELS:
         for run in range(plan.stream_runs):
-            for name in ("nginx", "signgate"):
+            for name in proxies:
                 progress(f"  {n:,} streams, run {run + 1}/{plan.stream_runs}: {name}")
                 plan.settle()
-                proxy = (
-                    nginx_proxy(tmp, static_port, sse_port, name="nginx-streams")
-                    if name == "nginx"
-                    else gateway(tmp, [sse_port], name="signgate-streams")
-                )
+                proxy = {
+                    "nginx": lambda: nginx_proxy(tmp, static_port, sse_port, name="nginx-streams"),
+                    "Signway": lambda: signway(tmp, name="signway-streams"),
+                    "signgate": lambda: gateway(tmp, [sse_port], name="signgate-streams"),
+                }[name]()
                 result = stream_run(proxy, sse_port, n)
                 if result["completed"] != n or result["errors"]:
                     progress(
@@ -480,83 +519,107 @@ def verdict(ok: bool) -> str:
     return "met" if ok else "**missed**"
 
 
+NGINX, SIGNWAY, GW1, DIRECT = "nginx proxy_pass", "Signway v0.4.8", "signgate, 1 worker", "direct upstream"
+
+
+def versus(values: Sequence[float], base: Sequence[float] | None, spec: str) -> str:
+    """A ratio cell against a baseline of the same runs; a dash for the baseline itself or when absent."""
+    if base is None or values is base:
+        return "—"
+    return fmt(ratios(values, base), spec) + "×"
+
+
 def report(
     plan: Plan,
     command: str,
     small: Runs,
     latency: Runs,
     stream: dict[tuple[int, str], list[dict[str, Any]]],
+    proxies: Sequence[str],
 ) -> str:
+    has_signway = SIGNWAY in small
     out = [
-        f"Measured {time.strftime('%Y-%m-%d')} at {git_revision()} on {machine()}; nginx {nginx_version()}.",
+        f"Measured {time.strftime('%Y-%m-%d')} at {git_revision()} on {machine()}; nginx {nginx_version()}"
+        + ("; Signway v0.4.8 built by `scripts/build-signway.sh`." if has_signway else "."),
         "",
-        f"Reproduce: `{command}` (`make bench` runs it after `bench/ensure-tools.sh` and the signer benchmark).",
+        f"Reproduce: `{command}` (`make bench` runs it after `bench/ensure-tools.sh`, `scripts/build-signway.sh` "
+        "and the signer benchmark).",
         "",
-        "Layout (taskset): the proxy under test, one nginx worker or one signgate worker, has core 0 to itself; "
-        "the load generator (wrk, or the asyncio stream client `bench/_sse_load.py`) and the upstreams (nginx "
-        "serving a static 1 KB file; `bench/_sse_upstream.py`, a uvloop raw-protocol SSE server) share core 1. "
-        "Both proxies keep HTTP/1.1 connections to the upstream alive, add an `Authorization` header and write "
-        "an access log line per request to a file; signgate verifies the SW1 signature of every request (one "
-        "signed URL, reused). Cells are min / **median** / max over the runs; a ratio is taken inside each run, "
-        "against the baseline measured in that run. The machine may be shared: *other load* is the CPU, in "
-        "cores, that processes outside the benchmark used during the measurements.",
+        "Layout (taskset): the proxy under test, one nginx worker, the Signway process (its tokio runtime's "
+        "worker threads share the core) or one signgate worker, has core 0 to itself; the load generator (wrk, "
+        "or the asyncio stream client `bench/_sse_load.py`) and the upstreams (nginx serving a static 1 KB "
+        "file; `bench/_sse_upstream.py`, a uvloop raw-protocol SSE server) share core 1. Every proxy keeps "
+        "HTTP/1.1 connections to the upstream alive, adds an `Authorization` header and writes a log line per "
+        "request to a file; signgate and Signway verify the SW1 signature of every request (one signed URL, "
+        "reused). Cells are min / **median** / max over the runs; a ratio is taken inside each run, against "
+        "the baseline measured in that run. The machine may be shared: *other load* is the CPU, in cores, that "
+        "processes outside the benchmark used during the measurements.",
     ]
+    if not has_signway:
+        out += ["", f"Signway is not in this run: {signway_bin()} was not built (cargo missing)."]
 
-    nginx_rps = [r["rps"] for r in small["nginx proxy_pass"]]
-    gw_ratio = statistics.median(ratios([r["rps"] for r in small["signgate, 1 worker"]], nginx_rps))
+    rps = {name: [r["rps"] for r in runs] for name, runs in small.items()}
     out += [
         "",
         f"### Small requests: 1 KB body, `wrk -t 1 -c 64 -d {plan.wrk_s:g}s`, {plan.runs} runs",
         "",
-        "| path | requests/s | vs nginx | p50 ms | p90 ms | p99 ms | proxy CPU µs per request | core 0 / 1 busy |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| path | requests/s | vs nginx | vs Signway | p50 ms | p90 ms | p99 ms | proxy CPU µs per request "
+        "| core 0 / 1 busy |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, runs in small.items():
-        rps = [r["rps"] for r in runs]
-        cpu = (
-            "—"
-            if name.startswith("direct")
-            else fmt([r["proxy_cpu_s"] / r["wall_s"] / r["rps"] * 1e6 for r in runs], ".0f")
-        )
+        cpu = "—" if name == DIRECT else fmt([r["proxy_cpu_s"] / r["wall_s"] / r["rps"] * 1e6 for r in runs], ".0f")
         out.append(
-            f"| {name} | {fmt(rps, ',.0f')} | {fmt(ratios(rps, nginx_rps), '.3f')}× | {med(runs, 'p50'):.2f} | "
+            f"| {name} | {fmt(rps[name], ',.0f')} | {fmt(ratios(rps[name], rps[NGINX]), '.3f')}× | "
+            f"{versus(rps[name], rps.get(SIGNWAY), '.3f')} | {med(runs, 'p50'):.2f} | "
             f"{med(runs, 'p90'):.2f} | {med(runs, 'p99'):.2f} | {cpu} | "
             f"{med(runs, 'core0'):.0%} / {med(runs, 'core1'):.0%} |"
         )
+    gw_ratio = statistics.median(ratios(rps[GW1], rps[NGINX]))
+    targets = [f"one signgate worker ≥ 0.10× nginx's requests/s — {verdict(gw_ratio >= 0.10)} ({gw_ratio:.3f}×)"]
+    if has_signway:
+        vs_sw = statistics.median(ratios(rps[GW1], rps[SIGNWAY]))
+        targets.append(f"≥ 0.5× Signway's (issue 18) — {verdict(vs_sw >= 0.5)} ({vs_sw:.3f}×)")
     out += [
         "",
         "Latency percentiles and busy shares are medians over the runs. `--workers 2` is not pinned: its two "
         "workers use both cores and compete with wrk and the upstream for core 1, so it is not comparable with "
         f"the pinned rows. Other load: {other_load(small)} cores.",
         "",
-        f"Target: one signgate worker ≥ 0.10× nginx's requests/s — {verdict(gw_ratio >= 0.10)} ({gw_ratio:.3f}×).",
+        "Targets: " + "; ".join(targets) + ".",
     ]
 
-    direct = [r["p50"] for r in latency["direct upstream"]]
+    direct = [r["p50"] for r in latency[DIRECT]]
     added = {name: [r["p50"] - d for r, d in zip(runs, direct, strict=True)] for name, runs in latency.items()}
-    gw_added = statistics.median(added["signgate, 1 worker"])
     out += [
         "",
         f"### Added latency over a direct call: one request at a time, `wrk -t 1 -c 1 -d {plan.latency_s:g}s`, "
         f"{plan.runs} runs",
         "",
-        "| path | median latency ms | added over direct ms | added vs nginx's | proxy CPU µs per request |",
-        "|---|---:|---:|---:|---:|",
+        "| path | median latency ms | added over direct ms | added vs nginx's | added vs Signway's "
+        "| proxy CPU µs per request |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for name, runs in latency.items():
-        is_direct = name.startswith("direct")
+        is_direct = name == DIRECT
         cpu = "—" if is_direct else fmt([r["proxy_cpu_s"] / r["wall_s"] / r["rps"] * 1e6 for r in runs], ".0f")
         out.append(
             f"| {name} | {fmt([r['p50'] for r in runs], '.3f')} | {'—' if is_direct else fmt(added[name], '.3f')} | "
-            f"{'—' if is_direct else fmt(ratios(added[name], added['nginx proxy_pass']), '.1f') + '×'} | {cpu} |"
+            f"{'—' if is_direct else versus(added[name], added[NGINX] if name != NGINX else None, '.1f')} | "
+            f"{'—' if is_direct else versus(added[name], added.get(SIGNWAY), '.1f')} | {cpu} |"
         )
+    gw_added = statistics.median(added[GW1])
+    targets = [f"signgate adds ≤ 0.4 ms at the median — {verdict(gw_added <= 0.4)} ({gw_added:.3f} ms)"]
+    if has_signway:
+        vs_sw = statistics.median(ratios(added[GW1], added[SIGNWAY]))
+        targets.append(f"≤ 1.5× what Signway adds (issue 18) — {verdict(vs_sw <= 1.5)} ({vs_sw:.1f}×)")
     out += [
         "",
         "The direct call never leaves core 1; through a proxy every request crosses to core 0 and back, and an "
         f"idle core wakes slowly, so part of what nginx adds is that crossing. Other load: {other_load(latency)} "
         "cores.",
         "",
-        f"Target: signgate adds ≤ 0.4 ms at the median — {verdict(gw_added <= 0.4)} ({gw_added:.3f} ms).",
+        "Targets: " + "; ".join(targets) + ".",
     ]
 
     out += [
@@ -565,39 +628,42 @@ def report(
         f"{plan.stream_runs} runs per level",
         "",
         f"| streams | proxy | complete with all {EVENTS} events (worst run) | most in flight at once (worst run) | "
-        "time to first event ms | last stream done s | KB resident per stream | vs nginx | "
-        "CPU µs per relayed event | vs nginx |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "time to first event ms | last stream done s | KB resident per stream | vs nginx | vs Signway | "
+        "CPU µs per relayed event | vs nginx | vs Signway |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     targets = []
     for n in LEVELS:
-        base = stream[(n, "nginx")]
-        for name in ("nginx", "signgate"):
+        kb = {name: [kb_per_stream(r) for r in stream[(n, name)]] for name in proxies}
+        per_event = {name: [us_per_event(r) for r in stream[(n, name)]] for name in proxies}
+        for name in proxies:
             runs = stream[(n, name)]
-            kb, per_event = [kb_per_stream(r) for r in runs], [us_per_event(r) for r in runs]
             worst = min(r["completed"] for r in runs)
-            is_base = name == "nginx"
             out.append(
                 f"| {n:,} | {name} | {worst:,} | {min(r['plateau_streams'] for r in runs):,} | "
                 f"{fmt([r['ttfe_ms_median'] or float('nan') for r in runs], '.0f')} | "
-                f"{fmt([r['duration_s'] for r in runs], '.1f')} | {fmt(kb, '.1f')} | "
-                f"{'—' if is_base else fmt(ratios(kb, [kb_per_stream(r) for r in base]), '.2f') + '×'} | "
-                f"{fmt(per_event, '.1f')} | "
-                f"{'—' if is_base else fmt(ratios(per_event, [us_per_event(r) for r in base]), '.1f') + '×'} |"
+                f"{fmt([r['duration_s'] for r in runs], '.1f')} | {fmt(kb[name], '.1f')} | "
+                f"{versus(kb[name], kb['nginx'], '.2f')} | {versus(kb[name], kb.get('Signway'), '.2f')} | "
+                f"{fmt(per_event[name], '.1f')} | {versus(per_event[name], per_event['nginx'], '.1f')} | "
+                f"{versus(per_event[name], per_event.get('Signway'), '.1f')} |"
             )
             if name == "signgate" and n == LEVELS[-1]:
                 targets.append(f"all {n:,} complete with every event in every run — {verdict(worst == n)}")
-                kb_med = statistics.median(kb)
+                kb_med = statistics.median(kb[name])
                 targets.append(f"≤ 20 KB resident per in-flight stream — {verdict(kb_med <= 20)} ({kb_med:.1f} KB)")
+                vs_nginx = statistics.median(ratios(kb[name], kb["nginx"]))
+                targets.append(
+                    f"KB per stream ≤ nginx's (issue 18) — {verdict(vs_nginx <= 1.0)} ({vs_nginx:.2f}× nginx's)"
+                )
     out += [
         "",
-        "KB per stream: the proxy worker's VmRSS at the plateau (the highest of samples taken every 50 ms while "
+        "KB per stream: the proxy's VmRSS at the plateau (the highest of samples taken every 50 ms while "
         "the most streams were receiving) minus its VmRSS idle after a warm-up of 200 short streams, divided by "
         "the streams in flight at that moment; each run starts a fresh proxy. When a proxy cannot start streams "
         "as fast as they arrive, fewer than all are in flight at once and the rest wait (in the listen queue, "
-        "then in the proxy): *most in flight* shows it. CPU per event: the proxy worker's utime + stime from the "
-        "first connection to the end of the last stream, divided by the events relayed, so stream set-up is "
-        "included. Time to first event counts from the client's connect. Signway measured 33 KB per stream. "
+        "then in the proxy): *most in flight* shows it. CPU per event: the proxy's utime + stime (all its "
+        "threads) from the first connection to the end of the last stream, divided by the events relayed, so "
+        "stream set-up is included. Time to first event counts from the client's connect. "
         f"Other load: {other_load(stream)} cores.",
         "",
         f"Targets (signgate, {LEVELS[-1]:,} streams): " + "; ".join(targets) + ".",
@@ -637,6 +703,9 @@ def main() -> int:
         f"{LOAD_CORE}; signgate --workers 2 on cores {BOTH_CORES}"
     )
 
+    has_signway = signway_bin().exists()
+    if not has_signway:
+        progress(f"bench_gateway: Signway is not built ({signway_bin()}; no cargo?): its rows are left out")
     with tempfile.TemporaryDirectory(prefix="signgate-bench-") as name:
         tmp = Path(name)
         tmp.chmod(0o755)  # nginx workers (user nobody) read the static file
@@ -644,25 +713,30 @@ def main() -> int:
         one_kb = f"http://127.0.0.1:{static.port}/1k"
         with running(static, sse):
             proxy = nginx_proxy(tmp, static.port, sse.port)
+            sw = signway(tmp) if has_signway else None
             gw1 = gateway(tmp, [static.port, sse.port])
             gw2 = gateway(tmp, [static.port, sse.port], workers=2, name="signgate-w2")
-            with running(proxy, gw1, gw2):
+            with running(*[p for p in (proxy, sw, gw1, gw2) if p is not None]):
                 targets: Targets = {
-                    "direct upstream": (one_kb, list),
-                    "nginx proxy_pass": (f"http://127.0.0.1:{proxy.port}/1k", proxy.workers),
-                    "signgate, 1 worker": (signed(gw1.port, one_kb), gw1.workers),
-                    f"signgate, --workers 2 (cores {BOTH_CORES})": (signed(gw2.port, one_kb), gw2.workers),
+                    DIRECT: (one_kb, list),
+                    NGINX: (f"http://127.0.0.1:{proxy.port}/1k", proxy.workers),
                 }
+                if sw is not None:
+                    targets[SIGNWAY] = (signed(sw.port, one_kb), sw.workers)
+                targets[GW1] = (signed(gw1.port, one_kb), gw1.workers)
+                targets[f"signgate, --workers 2 (cores {BOTH_CORES})"] = (signed(gw2.port, one_kb), gw2.workers)
                 progress("small requests")
                 small = small_requests(plan, targets)
                 progress("added latency")
-                latency = added_latency(plan, dict(list(targets.items())[:3]))
-            if not (tmp / "signgate-access.log").stat().st_size:
-                raise RuntimeError("signgate wrote no access log: the runs must log as in production")
+                latency = added_latency(plan, {k: v for k, v in targets.items() if "--workers" not in k})
+            for log in ("signgate", "signway") if sw is not None else ("signgate",):
+                if not (tmp / f"{log}-access.log").stat().st_size:
+                    raise RuntimeError(f"{log} wrote no log: the runs must log as in production")
             progress("streams")
-            stream = streams(plan, tmp, static.port, sse.port)
+            proxies = ["nginx", "Signway", "signgate"] if sw is not None else ["nginx", "signgate"]
+            stream = streams(plan, tmp, static.port, sse.port, proxies)
 
-    table = report(plan, command, small, latency, stream)
+    table = report(plan, command, small, latency, stream, proxies)
     print(table)
     if not args.no_write:
         write_section("gateway", table)

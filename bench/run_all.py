@@ -20,7 +20,7 @@ HERE = Path(__file__).resolve().parent
 # (name, script, rough minutes of a full run on a quiet 2-core machine, of a --quick run)
 BENCHMARKS = [
     ("signer", "bench_signer.py", 0.5, 0.2),
-    ("gateway", "bench_gateway.py", 7.0, 1.5),
+    ("gateway", "bench_gateway.py", 11.0, 2.5),
     ("flask-proxy", "bench_flask_proxy.py", 3.5, 0.7),
     ("headline", "bench_headline.py", 8.3, 1.5),
 ]

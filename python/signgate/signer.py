@@ -10,6 +10,7 @@ import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from . import extensions, scheme
@@ -21,6 +22,7 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # and a non-ASCII one is read as Latin-1 by some servers and as UTF-8 by others (Signway's
 # server panics on it), so no verifier could be sure to see the signed bytes.
 _BAD_VALUE_CHARS = re.compile(r"[^\t\x20-\x7e]")
+_COMMON_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})  # tokens, known
 
 #: Default lifetime of a signed URL, in seconds: a browser round trip takes one or two, and a
 #: signed URL is a bearer token until it expires. The CLI's ``--expires`` and the docs use it too.
@@ -46,9 +48,22 @@ class SignedRequest:
         return {"url": self.url, "method": self.method, "headers": dict(self.headers), "body": self.body}
 
 
-def _check_upstream(upstream_url: str) -> str:
+def _proxy_param(upstream_url: str) -> str:
+    """The ``X-Sw-Proxy`` value: the upstream URL normalised (as Signway does), then encoded."""
     if not isinstance(upstream_url, str) or not upstream_url:
         raise SigningError("upstream_url", "must be a non-empty absolute http(s) URL")
+    if len(upstream_url) > _CACHED_URL_LENGTH:  # a long, likely one-off URL would bloat the cache
+        return _checked_proxy_param.__wrapped__(upstream_url)
+    return _checked_proxy_param(upstream_url)
+
+
+_CACHED_URL_LENGTH = 2048
+
+
+@lru_cache(maxsize=1024)
+def _checked_proxy_param(upstream_url: str) -> str:
+    # Cached: a backend signs for a handful of upstreams, over and over. A refusal raises, and
+    # lru_cache never stores a raise, so a bad URL costs its full check every time.
     normalized = scheme.normalize_upstream(upstream_url)
     if normalized is None or not normalized.startswith(("http://", "https://")):
         raise SigningError(
@@ -56,7 +71,20 @@ def _check_upstream(upstream_url: str) -> str:
             f"{upstream_url[:200]!r} is not an absolute http(s) URL; "
             "give the full address, e.g. 'https://api.openai.com/v1/chat/completions'",
         )
-    return normalized
+    return scheme.enc(normalized)
+
+
+@lru_cache(maxsize=256)
+def _names_params(names: tuple[str, ...]) -> tuple[str, str]:
+    """``X-Sw-SignedHeaders`` as sent (in binding order, encoded) and as signed (sorted). Cached:
+    the names bound repeat from call to call even when the values do not."""
+    return scheme.enc(";".join(names)), scheme.signed_headers_sorted(names)
+
+
+@lru_cache(maxsize=64)
+def _day_params(key_id: str, secret: str, short: str) -> tuple[str, scheme.DayMac]:
+    """The day's ``X-Sw-Credential`` value and signing key: they change at midnight UTC only."""
+    return scheme.enc(f"{key_id}/{short}"), scheme.day_mac(secret, short)
 
 
 def _check_expires(expires_in: object) -> int:
@@ -83,8 +111,7 @@ def _body_text(body: str | bytes) -> str:
 def _bound_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
     bound: dict[str, str] = {}
     for name, value in (headers or {}).items():
-        if not isinstance(name, str) or not _TOKEN.fullmatch(name):
-            raise SigningError("headers", f"header name {name!r} is not an HTTP token")
+        key = _header_key(name)
         if not isinstance(value, str):
             raise SigningError("headers", f"the value of {name!r} must be a str, got {type(value).__name__}")
         if (bad := _BAD_VALUE_CHARS.search(value)) is not None:
@@ -93,11 +120,21 @@ def _bound_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
                 f"the value of {name!r} holds {bad.group()!r} at index {bad.start()}: header values must be visible "
                 "ASCII, spaces and tabs (percent- or base64-encode other text)",
             )
-        key = name.lower()
         if key in bound:
             raise SigningError("headers", f"header {name!r} is given twice (names are case-insensitive)")
         bound[key] = value.strip(" \t")
     return bound
+
+
+@lru_cache(maxsize=256)
+def _header_key(name: object) -> str:
+    """A header name as bound: checked, lower-cased. Cached: a backend binds the same few names."""
+    if not isinstance(name, str) or not _TOKEN.fullmatch(name):
+        raise SigningError("headers", f"header name {name!r} is not an HTTP token")
+    key = name.lower()
+    if key.startswith(extensions.PREFIX):
+        raise SigningError("headers", f"{extensions.PREFIX}* headers are set by the signer's own arguments")
+    return key
 
 
 class Signer:
@@ -138,6 +175,7 @@ class Signer:
         self.expires_in = _check_expires(expires_in)
         self._clock = clock
         self._nonce = nonce
+        self._memo: tuple[int, str, str, scheme.DayMac] = (-1, "", "", scheme.DayMac(b""))
 
     def __repr__(self) -> str:
         return f"Signer(key_id={self.key_id!r}, gateway_url={self._base[:-2]!r})"
@@ -167,13 +205,11 @@ class Signer:
         ``user=`` and ``tenant=`` attribute the request to opaque ids the gateway limits by;
         ``policy=`` binds rules for the body instead of (or as well as) the exact body.
         """
-        if not isinstance(method, str) or not _TOKEN.fullmatch(method):
+        if not isinstance(method, str) or (method not in _COMMON_METHODS and not _TOKEN.fullmatch(method)):
             raise SigningError("method", f"{method!r} is not an HTTP method token")
         expires = self.expires_in if expires_in is None else _check_expires(expires_in)
-        proxy = _check_upstream(upstream_url)
+        proxy_param = _proxy_param(upstream_url)
         bound = _bound_headers(headers)
-        if bound and any(name.startswith(extensions.PREFIX) for name in bound):
-            raise SigningError("headers", f"{extensions.PREFIX}* headers are set by the signer's own arguments")
         if single_use or uses is not None or user is not None or tenant is not None or policy is not None:
             bound.update(self._extensions(single_use, uses, user, tenant, policy))
 
@@ -200,7 +236,7 @@ class Signer:
         elif "content-length" in bound:
             raise SigningError("headers", "content-length is bound but there is no body")
 
-        return self._sign(method, proxy, bound, sent, text, expires)
+        return self._sign(int(self._clock()), method, proxy_param, bound, sent, text, expires)
 
     def _extensions(
         self,
@@ -219,35 +255,39 @@ class Signer:
 
     def _sign(
         self,
+        now: int,
         method: str,
-        proxy: str,
+        proxy_param: str,
         bound: dict[str, str],
         sent: dict[str, str],
         text: str | None,
         expires: int,
     ) -> SignedRequest:
-        now = int(self._clock())
-        long = scheme.long_date(now)
-        short = long[:8]
-        credential = scheme.enc(f"{self.key_id}/{short}")
-        proxy_enc = scheme.enc(proxy)
-        names = scheme.enc(";".join(bound))
+        """The SW1 steps (:mod:`signgate.scheme`) for checked input, signed at epoch second ``now``."""
+        long, credential, mac = self._second(now)
+        names_param, names_sorted = _names_params(tuple(bound))
         body_flag = "false" if text is None else "true"
-        query = scheme.sw1_query(scheme.ALGORITHM, body_flag, credential, long, expires, proxy_enc, names)
+        query = scheme.sw1_query(scheme.ALGORITHM, body_flag, credential, long, expires, proxy_param, names_param)
         canonical = scheme.canonical_request(
-            method,
-            query,
-            scheme.canonical_headers(bound.items()),
-            scheme.signed_headers_sorted(list(bound)),
-            text or "",
+            method, query, scheme.canonical_headers(bound.items()), names_sorted, text or ""
         )
-        sig = scheme.signature(self._secret, short, scheme.string_to_sign(long, canonical))
+        sig = mac.hexdigest(scheme.string_to_sign(long, canonical).encode())  # scheme.signature, its key cached
         url = (
             f"{self._base}X-Sw-Algorithm={scheme.ALGORITHM}&X-Sw-Credential={credential}&X-Sw-Date={long}"
-            f"&X-Sw-Expires={expires}&X-Sw-Proxy={proxy_enc}&X-Sw-SignedHeaders={names}"
+            f"&X-Sw-Expires={expires}&X-Sw-Proxy={proxy_param}&X-Sw-SignedHeaders={names_param}"
             f"&X-Sw-Body={body_flag}&X-Sw-Signature={sig}"
         )
         return SignedRequest(url, method, sent, text, now + expires)  # positional: measurably cheaper
+
+    def _second(self, now: int) -> tuple[str, str, scheme.DayMac]:
+        """``X-Sw-Date``, ``X-Sw-Credential`` and the day's key for epoch second ``now``, worked out
+        once per second: a busy backend signs many URLs in each. Kept as one tuple, replaced whole,
+        so threads sharing this signer never see the parts of two different seconds."""
+        memo = self._memo
+        if memo[0] != now:
+            long = scheme.long_date(now)
+            memo = self._memo = (now, long, *_day_params(self.key_id, self._secret, long[:8]))
+        return memo[1], memo[2], memo[3]
 
 
 def _epoch(moment: _dt.datetime | None) -> float:
@@ -275,6 +315,17 @@ def sign_url(
 
     Naive datetimes are taken as UTC, aware ones converted to UTC; ``headers`` is not mutated.
     """
-    epoch = _epoch(datetime_override)
-    signer = Signer(id, secret, host, expires_in=_check_expires(expiry), clock=lambda: epoch)
-    return signer.sign(method, proxy_url, headers=headers, body=body).url
+    expires = _check_expires(expiry)
+    if datetime_override is None and type(id) is str and type(secret) is str and type(host) is str:
+        signer = _drop_in_signer(id, secret, host)
+    else:
+        epoch = _epoch(datetime_override)
+        signer = Signer(id, secret, host, clock=lambda: epoch)
+    return signer.sign(method, proxy_url, headers=headers, body=body, expires_in=expires).url
+
+
+@lru_cache(maxsize=64)
+def _drop_in_signer(key_id: str, secret: str, gateway_url: str) -> Signer:
+    # sign_url is called with the same key and gateway over and over: check them and build their
+    # Signer once. A refusal raises and is not cached.
+    return Signer(key_id, secret, gateway_url)

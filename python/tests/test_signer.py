@@ -8,6 +8,7 @@ import sw1_reference as ref
 from conftest import FakeClock
 
 from signgate import Signer, SigningError, Verifier, parse_query, sign_url
+from signgate.signer import DEFAULT_EXPIRES_IN
 
 GATEWAY = "https://gw.example.com"
 UPSTREAM = "https://api.openai.com/v1/chat/completions"
@@ -139,3 +140,51 @@ def test_sign_url_uses_current_time_by_default() -> None:
     url = sign_url("id", "s", GATEWAY, UPSTREAM, 60, "GET")
     params = parse_query(url.split("?", 1)[1])
     assert abs(params.signed_at - dt.datetime.now(dt.UTC).timestamp()) < 5
+
+
+# -- what the signer remembers between calls (for speed) never crosses a second, a day or a key ----
+
+
+def test_one_signer_across_midnight_signs_each_day_with_its_own_key() -> None:
+    clock = FakeClock(1_700_006_399)  # 2023-11-14T23:59:59Z
+    s = signer(clock)
+    before = s.sign("GET", UPSTREAM)
+    clock.now += 1
+    after = s.sign("GET", UPSTREAM)
+    assert ref.query_params(before.url)["X-Sw-Credential"] == "app/20231114"
+    assert ref.query_params(after.url)["X-Sw-Credential"] == "app/20231115"
+    for req, at in ((before, 1_700_006_399), (after, 1_700_006_400)):
+        params = ref.query_params(req.url)
+        expected = ref.sign(
+            "app", "s3cret", GATEWAY, UPSTREAM, DEFAULT_EXPIRES_IN, "GET", [], None, params["X-Sw-Date"]
+        )
+        assert req.url == expected.url
+        assert Verifier({"app": ["s3cret"]}, clock=lambda at=at: at).verify_request("GET", req.url.split("?")[1], {})
+
+
+def test_sign_url_keeps_keys_and_gateways_apart() -> None:
+    """sign_url reuses one Signer per key and gateway: each URL must still be its own key's."""
+    calls = [("a", "s1", GATEWAY), ("a", "s2", GATEWAY), ("b", "s1", GATEWAY), ("a", "s1", "https://other.example")]
+    for key_id, secret, host in calls * 2:
+        url = sign_url(key_id, secret, host, UPSTREAM, 60, "GET")
+        date = ref.query_params(url)["X-Sw-Date"]
+        assert url == ref.sign(key_id, secret, host, UPSTREAM, 60, "GET", [], None, date).url
+    with pytest.raises(SigningError, match="contains '/'"):
+        sign_url("a/b", "s1", GATEWAY, UPSTREAM, 60, "GET")
+    with pytest.raises(SigningError) as info:
+        sign_url("a", "s1", GATEWAY, UPSTREAM, 0, "GET")
+    assert info.value.field == "expires_in"
+
+
+def test_long_upstream_urls_sign_like_short_ones(clock: FakeClock) -> None:
+    """Upstream URLs past the cached length take the uncached path: same checks, same URL."""
+    for upstream in (UPSTREAM + "?q=" + "a" * 3000, UPSTREAM + "?q=" + "é" * 1500):
+        req = signer(clock).sign("GET", upstream)
+        normalized = ref.query_params(req.url)["X-Sw-Proxy"]
+        expected = ref.sign(
+            "app", "s3cret", GATEWAY, normalized, DEFAULT_EXPIRES_IN, "GET", [], None, "20231114T221320Z"
+        )
+        assert req.url == expected.url
+    with pytest.raises(SigningError) as info:
+        signer(clock).sign("GET", "/relative?q=" + "a" * 3000)
+    assert info.value.field == "upstream_url"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hmac
 from pathlib import Path
 from typing import Any
 
@@ -98,3 +99,12 @@ def test_vector_verifies(vector: dict[str, Any]) -> None:
     assert verified.key_id == vector["id"]
     assert verified.forward_url == scheme.normalize_upstream(vector["proxy_url"])
     assert verified.expires_at == epoch + vector["expiry"]
+
+
+@pytest.mark.parametrize("length", [0, 1, 55, 56, 63, 64, 65, 119, 120, 200])
+def test_day_mac_is_hmac_sha256(length: int) -> None:
+    """scheme.DayMac writes RFC 2104 out by hand for speed: it must agree with the hmac module for
+    messages on both sides of SHA-256's 64-byte block and its 56-byte padding limit."""
+    for key in (b"", b"k", bytes(range(32)), bytes(range(64)), bytes(range(100))):
+        message = bytes(i % 251 for i in range(length))
+        assert scheme.DayMac(key).hexdigest(message) == hmac.new(key, message, "sha256").hexdigest()
