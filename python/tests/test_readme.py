@@ -89,6 +89,10 @@ def clean_env() -> dict[str, str]:
     return env
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Terminal:
     """One terminal: a bash reading what is typed from its standard input."""
 
@@ -104,6 +108,9 @@ class Terminal:
             text=True,
             bufsize=1,
             start_new_session=True,
+            # As a terminal starts it: a test run started in the background (make test &) ignores
+            # SIGINT, and a shell that starts with it ignored passes that on, so Ctrl-C would do nothing.
+            preexec_fn=_default_sigint,
         )
         self.output: list[str] = []
         self._lines: queue.Queue[str | None] = queue.Queue()
