@@ -207,6 +207,28 @@ def test_a_head_that_never_ends_is_cut_off(where: str, gateway: Server, watch: L
     assert resources.rss_kib() - rss_before < 4096
 
 
+@pytest.mark.parametrize("shape", ["many fields", "one endless field"])
+def test_a_trailer_section_that_never_ends_is_cut_off(
+    shape: str, gateway: Server, upstream: Server, watch: LeakWatch
+) -> None:
+    # uvicorn adds every trailer field of a chunked body to the request's headers, without limit
+    # and outside the head's deadline: 460 MiB of trailers in 6 s once grew the gateway by as much.
+    resources = Resources(gateway.proc.pid)
+    rss_before = resources.rss_kib()
+    signer = RecordingSigner(watch, KEY_ID, SECRET, gateway.url)
+    req = signer.sign("POST", f"{upstream.url}/v1/record")
+    head = request_bytes("POST", target(req), [("Transfer-Encoding", "chunked")]) + b"3\r\nabc\r\n0\r\n"
+    if shape == "many fields":
+        filler = b"X-Trailer: " + b"a" * 16000 + b"\r\n"
+    else:
+        head, filler = head + b"X-Trailer: ", b"a" * 16384
+    before = upstream_requests(upstream)
+    responses = roundtrip(gateway.port, [head] + [filler] * 512, watch, pause=0.002, timeout=5)
+    assert [(r.status, r.error_code) for r in responses] == [(431, "headers_too_large")]
+    assert resources.rss_kib() - rss_before < 4096
+    assert upstream_requests(upstream) == before
+
+
 # -- the table -------------------------------------------------------------------------------------
 
 
@@ -361,6 +383,18 @@ def _chunked_bound(ctx: Ctx) -> bytes:
     return request_bytes("POST", target(req), headers) + b"5\r\nhello\r\n0\r\n\r\n"
 
 
+def _chunked_with_trailers(ctx: Ctx) -> bytes:
+    req = ctx.record(method="POST")
+    head = request_bytes("POST", target(req), [("Transfer-Encoding", "chunked"), ("Connection", "close")])
+    return head + b"5\r\nhello\r\n0\r\nX-Trailer: 1\r\nX-Forwarded-For: 10.0.0.1\r\n\r\n"
+
+
+def _identity_coded(ctx: Ctx) -> bytes:
+    # A body framed by neither length nor chunks: not HTTP/1.1 a request may use (RFC 9112 6.3).
+    req = ctx.record(method="POST")
+    return request_bytes("POST", target(req), [("Transfer-Encoding", "identity")]) + b"hello"
+
+
 def _oversized_declared(ctx: Ctx) -> bytes:
     req = ctx.record(body="x")
     return request_bytes("POST", target(req), [("Content-Length", "999999999"), ("Connection", "close")])
@@ -499,6 +533,14 @@ CASES = [
     ),
     Case("body shorter than Content-Length", _shorter_body, [(408, "client_timeout")]),
     Case("bound body sent chunked", _chunked_bound, [(411, "length_required")]),
+    Case(
+        "chunked trailer fields are not headers",
+        _chunked_with_trailers,
+        [(200, None)],
+        reaches_upstream=1,
+        check=lambda rs, c: (_record_body("hello")(rs, c), _no_header_upstream("x-trailer")(rs, c)),
+    ),
+    Case("a body coding other than chunked", _identity_coded, [(400, "malformed")]),
     Case(
         "Expect: 100-continue",
         _expect_continue,

@@ -9,7 +9,8 @@ requests that are not HTTP with the gateway's JSON error instead of uvicorn's pl
   or of the previous response ending; otherwise the connection is closed (with a 408 if part of
   a head had arrived);
 - a head that grows past ``max_head_bytes`` is answered 431 and the connection closed, without
-  waiting for its end;
+  waiting for its end; so is a chunked body's trailer section (uvicorn would add every trailer
+  field to the request's headers, without limit), whose fields are otherwise dropped;
 - a response that cannot be written for ``write_timeout`` seconds (the client reads nothing, so
   its socket and the gateway's buffer stay full) drops the connection: otherwise a client that
   stops reading holds its stream, its upstream call and two descriptors until the upstream ends.
@@ -74,6 +75,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
     # Slots, not the instance dict: uvicorn's own attributes fill it close to the 30 keys CPython
     # shares between instances, and ours on top made every connection's dict its own (1.3 KB more).
     __slots__ = (
+        "_bodies",
         "_head_bytes",
         "_head_started",
         "_head_timer",
@@ -81,6 +83,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         "_in_head",
         "_lost",
         "_on_lost",
+        "_trailer_bytes",
         "_write_timer",
     )
 
@@ -91,6 +94,8 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._head_started = False  # a byte of that next head has arrived
         self._head_bytes = 0
         self._heads_done = 0
+        self._bodies = 0  # parser calls that delivered body bytes
+        self._trailer_bytes = 0  # bytes read inside a body since its last body bytes
         self._on_lost: Callable[[], None] | None = None  # the running request's callback, if it set one
         self._lost = False
         self._write_timer: asyncio.TimerHandle | None = None  # armed while writing is paused
@@ -109,9 +114,22 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             on_lost()
 
     def data_received(self, data: bytes) -> None:
-        in_head_before, heads_before = self._in_head, self._heads_done
+        in_head_before, heads_before, bodies_before = self._in_head, self._heads_done, self._bodies
         super().data_received(data)
-        if self.transport.is_closing() or not self._in_head:
+        if self.transport.is_closing():
+            return
+        if not self._in_head:
+            # Inside a body, reads that bring no body bytes carry chunk framing or the trailer
+            # section: held to the head's limit, as the trailer section is a second head.
+            if self._bodies == bodies_before and heads_before == self._heads_done:
+                self._trailer_bytes += len(data)
+                if self._trailer_bytes > self.max_head_bytes:
+                    logger.info("closed a connection whose chunked trailer section exceeded %d bytes",
+                                self.max_head_bytes)  # fmt: skip
+                    message = f"the request's trailer section exceeds {self.max_head_bytes} bytes"
+                    self._refuse(b"431 Request Header Fields Too Large", "headers_too_large", message)
+            else:
+                self._trailer_bytes = 0
             return
         # Count the reads that began and ended inside the same head. A read that began inside a
         # body (and may end with the start of the next head) is not counted, so a large body is
@@ -128,6 +146,12 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self.scope["extensions"] = {CLIENT_LOST: self._watch_lost}  # type: ignore[dict-item]
 
+    def on_header(self, name: bytes, value: bytes) -> None:
+        # After the head, a field is a trailer: never merged into the request's headers, where
+        # the application would take it for a header (RFC 9110 6.5.1), and never kept.
+        if self._in_head:
+            super().on_header(name, value)
+
     def on_headers_complete(self) -> None:
         self._cancel_head_timer()
         self._in_head = self._head_started = False
@@ -135,8 +159,14 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._heads_done += 1
         super().on_headers_complete()
 
+    def on_body(self, body: bytes) -> None:
+        self._bodies += 1
+        self._trailer_bytes = 0
+        super().on_body(body)
+
     def on_message_complete(self) -> None:
         self._in_head = True
+        self._trailer_bytes = 0
         super().on_message_complete()
 
     def on_response_complete(self) -> None:
@@ -201,8 +231,16 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 
     def _refuse(self, status: bytes, code: str, message: str) -> None:
         self._cancel_head_timer()
+        cycle = self.cycle
         # Never write into the middle of an earlier request's response (pipelining): just close.
-        if self.cycle is None or self.cycle.response_complete:
+        # But a refusal of the running request's own body (malformed framing, trailers too
+        # large) before its answer has begun is written, and the application then finds its
+        # client gone, so nothing it sends follows.
+        own_body = not self._in_head and cycle is not None and not cycle.response_started and not self.pipeline
+        if own_body:
+            cycle.disconnected = True
+            cycle.message_event.set()
+        if own_body or cycle is None or cycle.response_complete:
             self.transport.write(_error_response(status, code, message))
         self.transport.close()
 
