@@ -26,6 +26,7 @@ from servers import HERE, Server, free_port, start_gateway
 
 from signgate import SignedRequest, scheme
 from signgate.gateway.config import split_url
+from signgate.gateway.protocol import MAX_PIPELINED
 from signgate.gateway.upstream import ForbiddenAddress, check_literal, is_public
 
 HEADER_TIMEOUT = 1.0
@@ -227,6 +228,20 @@ def test_a_trailer_section_that_never_ends_is_cut_off(
     assert [(r.status, r.error_code) for r in responses] == [(431, "headers_too_large")]
     assert resources.rss_kib() - rss_before < 4096
     assert upstream_requests(upstream) == before
+
+
+def test_a_connection_that_pipelines_thousands_of_requests_is_closed(gateway: Server, watch: LeakWatch) -> None:
+    # uvicorn parses every request a read holds and queues them all: ten thousand small ones in
+    # one 256 KiB read held about 10 MB until answered, so a few connections could exhaust memory.
+    resources = Resources(gateway.proc.pid)
+    rss_before = resources.rss_kib()
+    flood = request_bytes("GET", "/healthz") * 6000
+    started = time.monotonic()
+    for _ in range(4):
+        responses = roundtrip(gateway.port, flood, watch, timeout=5)
+        assert len(responses) <= MAX_PIPELINED + 1
+    assert time.monotonic() - started < 10
+    assert resources.rss_kib() - rss_before < 4096
 
 
 # -- the table -------------------------------------------------------------------------------------

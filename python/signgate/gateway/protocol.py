@@ -11,6 +11,9 @@ requests that are not HTTP with the gateway's JSON error instead of uvicorn's pl
 - a head that grows past ``max_head_bytes`` is answered 431 and the connection closed, without
   waiting for its end; so is a chunked body's trailer section (uvicorn would add every trailer
   field to the request's headers, without limit), whose fields are otherwise dropped;
+- at most :data:`MAX_PIPELINED` requests wait behind the running one: uvicorn parses every
+  pipelined request a read holds (a 256 KiB read holds ten thousand small ones, about 10 MB of
+  state), so a connection that sends more is closed;
 - a response that cannot be written for ``write_timeout`` seconds (the client reads nothing, so
   its socket and the gateway's buffer stay full) drops the connection: otherwise a client that
   stops reading holds its stream, its upstream call and two descriptors until the upstream ends.
@@ -46,6 +49,14 @@ HEAD_ALLOWANCE = 16 * 1024
 
 #: The scope extension through which the application learns of a lost client connection.
 CLIENT_LOST = "signgate.client_lost"
+
+#: Pipelined requests that may wait behind the running one on a connection. Browsers do not
+#: pipeline; a client that does needs a few at most.
+MAX_PIPELINED = 16
+
+
+class _TooManyPipelined(Exception):
+    """Raised from a parser callback: stops parsing the rest of the read."""
 
 
 def _error_response(status: bytes, code: str, message: str) -> bytes:
@@ -153,6 +164,10 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
+        if len(self.pipeline) >= MAX_PIPELINED:
+            logger.info("closed a connection that pipelined more than %d requests", MAX_PIPELINED)
+            self.transport.close()
+            raise _TooManyPipelined
         self._cancel_head_timer()
         self._in_head = self._head_started = False
         self._head_bytes = 0
