@@ -19,6 +19,8 @@ descriptors return to their baseline once traffic stops. The path picks the beha
 ``/bad-header``            a header value holding a control character
 ``/status-999``            a status code outside 100..599
 ``/switch``                101 Switching Protocols
+``/not-modified``          304 with the Content-Length of the body it does not send (RFC 9110 8.6)
+``/no-content``            204 with a Content-Length, which RFC 9110 forbids there
 ``/collect``               200; what a redirect target would see (counted, never expected to be hit)
 ``/stats``                 JSON: requests per path, connections accepted
 =========================  =======================================================================
@@ -153,6 +155,10 @@ async def _answer(
         writer.write(_response("200 OK", b"{}", b"X-Evil: a\x01b\r\n"))
     elif name == "status-999":
         writer.write(_response("999 Beyond", b"{}"))
+    elif name == "not-modified":
+        writer.write(b'HTTP/1.1 304 Not Modified\r\nETag: "v1"\r\nContent-Length: 100\r\n' + _CLOSE + b"\r\n")
+    elif name == "no-content":
+        writer.write(b"HTTP/1.1 204 No Content\r\nContent-Length: 12\r\n" + _CLOSE + b"\r\n")
     elif name == "switch":
         writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
     else:

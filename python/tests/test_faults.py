@@ -49,6 +49,8 @@ FAULTS = {
     "500": Fault("/status/500", 500, True, None, ("upstream_status", "500")),
     "502": Fault("/status/502", 502, True, None, ("upstream_status", "502")),
     "503": Fault("/status/503", 503, True, None, ("upstream_status", "503")),
+    "304 with a length": Fault("/not-modified", 304, True, None, ("ok", "304")),
+    "204 with a length": Fault("/no-content", 204, True, None, ("ok", "204")),
     "ok": Fault("/ok", 200, True, None, ("ok", "200")),
     "stream": Fault("/sse?n=5", 200, True, None, ("ok", "200")),
 }

@@ -828,8 +828,11 @@ class Gateway:
             headers_out = self._downstream_headers(response.headers, ex, origin, key)
             if tap is not None:
                 tap.start(_header(response.headers, b"content-type"))
-                if tap.strip_usage_chunk:  # the body may shrink: let the server frame it
-                    headers_out = [(k, v) for k, v in headers_out if k.lower() != b"content-length"]
+            # The server frames the body itself when it may shrink (the usage chunk removed); a
+            # 204 or 304 has no body, whatever length the upstream names (a 304 may name one),
+            # and the server would fail the response for the missing bytes.
+            if response.status in (204, 304) or (tap is not None and tap.strip_usage_chunk):
+                headers_out = [(k, v) for k, v in headers_out if k.lower() != b"content-length"]
             await send({"type": "http.response.start", "status": response.status, "headers": headers_out})
             last = False
             try:
