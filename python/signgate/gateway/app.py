@@ -103,13 +103,23 @@ _NOT_UPSTREAM = _HOP_BY_HOP | {
 # Whole families: signgate's own extensions, the browser's fetch metadata, every forwarding header.
 _NOT_UPSTREAM_PREFIXES = ("x-signgate-", "sec-", "x-forwarded-", "proxy-")
 # What an upstream's answer may not say to the browser: hop-by-hop and framing headers, whatever
-# speaks for the gateway (its error codes, its request id, the date, CORS, caching), cookies, and
+# speaks for the gateway (its error codes, its request id, the date, CORS, caching), cookies,
 # whatever changes the security of the gateway's origin for every later page (HSTS, Alt-Svc,
-# Clear-Site-Data, reporting, isolation and permission policies, authentication prompts).
+# Clear-Site-Data, reporting, isolation and permission policies, authentication prompts), and
+# what the proxy or CDN in front of the gateway obeys (nginx's X-Accel-Redirect serves any of its
+# internal locations; X-Accel-Expires, Surrogate-Control and CDN-Cache-Control make it cache).
 _NOT_DOWNSTREAM = _HOP_BY_HOP | {
     "date",  # the server adds its own; two would break the field's single-value rule
     "server",
     "x-request-id",
+    "x-content-type-options",  # the gateway sets its own
+    "x-sendfile",
+    "x-lighttpd-send-file",
+    "surrogate-control",
+    "surrogate-key",
+    "cdn-cache-control",
+    "cloudflare-cdn-cache-control",
+    "edge-control",
     "set-cookie",
     "set-cookie2",
     "cache-control",
@@ -146,9 +156,19 @@ _NOT_DOWNSTREAM_PREFIXES = (
     b"content-security-policy",
     b"cross-origin-",
     b"sec-",
+    b"x-accel-",
+    b"x-litespeed-",
 )
 _NOT_DOWNSTREAM_BYTES = frozenset(name.encode() for name in _NOT_DOWNSTREAM)
 _EXPOSE = b"x-signgate-error, x-request-id, retry-after, content-type"
+# On every relayed answer: whatever type an upstream names (text/html, a script), the browser
+# neither sniffs nor runs it as a page of the gateway's origin, where it could read other
+# answers or register a service worker over every later request.
+_RELAYED = [
+    (b"cache-control", b"no-store"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'; sandbox"),
+]
 # In the path of an allowlisted upstream: encoded '/', '\\', '.', '%', ';' or NUL, and ';' itself.
 _ENCODED_PATH = re.compile(r"%(?:2[fFeE5]|5[cC]|3[bB]|00)|;")
 # What uvicorn refuses to write (it raises mid-response): header names that are not tokens,
@@ -878,7 +898,7 @@ class Gateway:
         self, headers: list[tuple[bytes, bytes]], ex: _Exchange, origin: str | None, key: KeyConfig | None
     ) -> list[tuple[bytes, bytes]]:
         out = [(name, value) for name, value in headers if _downstream(name.lower())]
-        out.append((b"cache-control", b"no-store"))
+        out.extend(_RELAYED)
         out.append((b"x-request-id", ex.request_id.encode()))
         out.extend(self._cors(origin, key))
         return out
