@@ -311,10 +311,28 @@ def test_routing_and_override_headers_never_reach_the_upstream(plain: Server, up
         "X-HTTP-Method": "DELETE", "X-Method-Override": "DELETE", "X-Original-URL": "/admin",
         "X-Rewrite-URL": "/admin", "X-Original-URI": "/admin", "Forwarded": "for=1.2.3.4", "Via": "1.1 evil",
         "X-Real-IP": "1.2.3.4", "True-Client-IP": "1.2.3.4", "CF-Connecting-IP": "1.2.3.4",
-        "X-Signgate-Anything": "1", "X-Kept": "yes",
+        "X-Signgate-Anything": "1", "X-Original-Host": "evil", "X-Forwarded": "for=1.2.3.4",
+        "X-Envoy-Original-Path": "/admin", "X-Envoy-Retry-On": "5xx", "X-Middleware-Subrequest": "middleware",
+        # CGI-style servers read '_' as '-'
+        "X_Forwarded_For": "1.2.3.4", "X_HTTP_Method_Override": "DELETE", "X_Original_URL": "/admin",
+        "X-Kept": "yes",
     }  # fmt: skip
     headers = record_headers(send(req, sent))
     assert [name for name in headers if name.lower() in {k.lower() for k in sent}] == ["x-kept"]
+
+
+def test_a_bound_or_key_header_has_no_second_spelling_upstream(upstream: Server) -> None:
+    # A WSGI, Rack or PHP upstream reads X_User_Id as X-User-Id: beside the bound value, or
+    # instead of it where the server keeps the last one.
+    gateway = start(upstream, "--header", "X_Org_Id: org-of-the-key")
+    try:
+        req = signer(gateway).sign("GET", f"{upstream.url}/v1/record", headers={"X-User-Id": "42", "X_Team": "t1"})
+        reply = send(req, {"X_User_Id": "1", "x_user-id": "2", "X-Team": "t2", "X-Org-Id": "org-evil"})
+    finally:
+        stop(gateway)
+    spellings = {name: values for name, values in record_headers(reply).items()
+                 if name.replace("_", "-") in ("x-user-id", "x-team", "x-org-id")}  # fmt: skip
+    assert spellings == {"x-user-id": ["42"], "x_team": ["t1"], "x_org_id": ["org-of-the-key"]}
 
 
 STRIPPED = [

@@ -76,9 +76,16 @@ _NOT_UPSTREAM = _HOP_BY_HOP | {
     "expect",
     "accept-encoding",
     "forwarded",
+    "forwarded-for",
+    "x-forwarded",
+    "x-original-forwarded-for",
+    "x-original-host",
+    "front-end-https",
+    "x-url-scheme",
     "via",
     # Where a request came from: only a proxy the operator runs may say, never the browser.
     "x-real-ip",
+    "x-proxyuser-ip",
     "x-client-ip",
     "client-ip",
     "true-client-ip",
@@ -98,10 +105,11 @@ _NOT_UPSTREAM = _HOP_BY_HOP | {
     "x-original-uri",
     "x-rewrite-url",
     "x-override-url",
-    "x-envoy-original-path",
+    "x-middleware-subrequest",  # Next.js skips its middleware (often the auth check) for it
 }
-# Whole families: signgate's own extensions, the browser's fetch metadata, every forwarding header.
-_NOT_UPSTREAM_PREFIXES = ("x-signgate-", "sec-", "x-forwarded-", "proxy-")
+# Whole families: signgate's own extensions, the browser's fetch metadata, every forwarding header,
+# and Envoy's controls (original path, retries, timeouts), which it obeys from inside the mesh.
+_NOT_UPSTREAM_PREFIXES = ("x-signgate-", "sec-", "x-forwarded-", "proxy-", "x-envoy-")
 # What an upstream's answer may not say to the browser: hop-by-hop and framing headers, whatever
 # speaks for the gateway (its error codes, its request id, the date, CORS, caching), cookies,
 # whatever changes the security of the gateway's origin for every later page (HSTS, Alt-Svc,
@@ -749,17 +757,24 @@ class Gateway:
         """The client's headers without those that must not travel upstream; every bound header
         exactly as it was verified; then the key's headers, which replace the client's."""
         added = key.header_names
-        connection_listed: set[str] = set()
+        dropped: set[str] = set()  # client headers dropped by name: those Connection lists, and below
         for name, value in scope["headers"]:
             if name == b"connection":
-                connection_listed.update(v.strip(" \t").lower() for v in value.decode("latin-1").split(","))
+                dropped.update(v.strip(" \t").lower() for v in value.decode("latin-1").split(","))
+        # CGI-style servers (WSGI, Rack, PHP) read '_' in a header name as '-': X_Forwarded_For
+        # arrives there as X-Forwarded-For, and X_User_Id beside a bound X-User-Id. So no client
+        # header with '_' goes upstream (nginx's default too), nor one that a bound or key header
+        # with '_' would be read as.
+        if any("_" in name for name in bound) or any("_" in name for name in added):
+            dropped.update(name.replace("_", "-") for name in (*bound, *added))
         out = []
         for raw_name, raw_value in scope["headers"]:
             name = raw_name.decode("latin-1")
             if (
-                name in bound
+                "_" in name
+                or name in bound
                 or name in added
-                or name in connection_listed
+                or name in dropped
                 or name in _NOT_UPSTREAM
                 or name.startswith(_NOT_UPSTREAM_PREFIXES)
             ):
