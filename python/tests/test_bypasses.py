@@ -476,7 +476,8 @@ def test_single_use_urls_are_refused_by_several_workers_without_a_shared_store(u
 
 @pytest.mark.parametrize(
     "path", ["/v1/x%2F..%2F..%2Fadmin", "/v1/x%2f..%2fadmin", "/v1/..;/admin", "/v1/x;jsessionid=1/echo",
-             "/v1/%252e%252e/admin", "/v1/x%5c..%5cadmin", "/v1/echo%00", "/v1/x%3b/echo"],
+             "/v1/%252e%252e/admin", "/v1/x%5c..%5cadmin", "/v1/echo%00", "/v1/x%3b/echo",
+             "/v1/%u002e%u002e/admin", "/v1/%%32%65%%32%65/admin", "/v1/%c0%ae%c0%ae/admin", "/v1/echo%"],
 )  # fmt: skip
 def test_encoded_separators_dots_and_semicolons_are_refused_for_allowlisted_keys(
     plain: Server, upstream: Server, path: str

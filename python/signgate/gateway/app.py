@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii as _json_str
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote_to_bytes
 
 import aiohttp
 
@@ -177,8 +177,9 @@ _RELAYED = [
     (b"x-content-type-options", b"nosniff"),
     (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'; sandbox"),
 ]
-# In the path of an allowlisted upstream: encoded '/', '\\', '.', '%', ';' or NUL, and ';' itself.
-_ENCODED_PATH = re.compile(r"%(?:2[fFeE5]|5[cC]|3[bB]|00)|;")
+# In the path of an allowlisted upstream: encoded '/', '\\', '.', '%', ';' or NUL, ';' itself, and
+# a '%' that starts no escape (IIS reads %u002e as '.', and %%32%65 becomes %2e on a second pass).
+_ENCODED_PATH = re.compile(r"%(?:2[fFeE5]|5[cC]|3[bB]|00|(?![0-9A-Fa-f]{2}))|;")
 # What uvicorn refuses to write (it raises mid-response): header names that are not tokens,
 # values with control characters. llhttp's lenient corners may let some through from an upstream.
 _BAD_NAME = re.compile(rb'[\x00-\x1f\x7f()<>@,;:\\\[\]={} \t"]')
@@ -732,14 +733,16 @@ class Gateway:
                     f"this key may not reach {target[0]}://{target[1]}{target[3].split('?', 1)[0][:80]}; "
                     "the gateway's operator chooses the upstreams each key may reach (--allow-upstream)",
                 )
-            if _ENCODED_PATH.search(target[3].split("?", 1)[0]):
-                # An upstream that decodes %2F, %2E or %25 once more, or reads ';' as a path
-                # parameter (Tomcat's '..;'), would route it outside the allowed prefix.
+            if not _plain_path(target[3].split("?", 1)[0]):
+                # An upstream that decodes %2F, %2E or %25 once more, reads ';' as a path
+                # parameter (Tomcat's '..;') or an overlong UTF-8 %c0%ae as '.', would route it
+                # outside the allowed prefix.
                 raise Refusal(
                     403,
                     "upstream_not_allowed",
-                    "the upstream path holds an encoded '/', '\\', '.', '%', ';' or NUL, or a ';' segment; "
-                    "a key with allowed upstreams accepts plain paths only",
+                    "the upstream path holds an encoded '/', '\\', '.', '%', ';' or NUL, a ';' segment, a '%' "
+                    "that is no escape, or escapes that are not UTF-8; a key with allowed upstreams accepts "
+                    "plain paths only",
                 )
         if not self.config.allow_private_upstreams:
             try:
@@ -1107,6 +1110,19 @@ class Body:
         self._budget.used -= self.held
         self.held = 0
         self.data = b""
+
+
+def _plain_path(path: str) -> bool:
+    """No escape or ';' in ``path`` that an upstream could read as another path (_ENCODED_PATH),
+    and its escapes decode to UTF-8 (no overlong forms)."""
+    if _ENCODED_PATH.search(path):
+        return False
+    if "%" in path:
+        try:
+            unquote_to_bytes(path).decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+    return True
 
 
 def _relayable(status: int, headers: list[tuple[bytes, bytes]]) -> bool:
