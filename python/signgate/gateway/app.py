@@ -428,6 +428,7 @@ class Gateway:
         origin = headers.get("origin")
         key: KeyConfig | None = None
         body: Body | None = None
+        streaming = False  # counted in metrics.in_flight, which --max-streams caps
         try:
             if size > self.config.max_header_bytes:
                 raise Refusal(431, "headers_too_large", f"request headers exceed {self.config.max_header_bytes} bytes")
@@ -452,7 +453,7 @@ class Gateway:
             if key is None:
                 raise UnknownKey("the key id in X-Sw-Credential is not known to this gateway")
             if self.metrics.in_flight >= self.config.max_streams:
-                raise Refusal(503, "at_capacity", "the gateway is at its stream limit; retry shortly", retry_after=1)
+                raise _at_stream_limit()
             limit = key.max_expires or self.config.max_expires
             if params.expires > limit:
                 raise ExpiryTooLong(f"X-Sw-Expires is {params.expires} s but this gateway accepts at most {limit} s")
@@ -483,6 +484,13 @@ class Gateway:
                 else None
             )
             scopes = self._scopes(key, ext)
+            # The stream cap holds from here, with nothing awaited between the check and the count:
+            # requests that all passed the early check while their bodies arrived would otherwise
+            # all be relayed at once, however far past the cap.
+            if self.metrics.in_flight >= self.config.max_streams:
+                raise _at_stream_limit()
+            self.metrics.in_flight += 1
+            streaming = True
             admission = await self._admit(ext, scopes, ex)
             bound = verified.bound_headers
             # A stream may last minutes: keep only what the relay and the accounting need.
@@ -512,6 +520,8 @@ class Gateway:
             else:
                 ex.code = "internal_error"
         finally:
+            if streaming:
+                self.metrics.in_flight -= 1
             if body is not None:
                 body.release()
             self._record(ex)
@@ -831,7 +841,6 @@ class Gateway:
         else:
             watcher = asyncio.ensure_future(receive())
             watcher.add_done_callback(on_message)
-        self.metrics.in_flight += 1
         sent_at = time.perf_counter()
         response = None
         try:
@@ -910,7 +919,6 @@ class Gateway:
                 watcher.cancel()
             if response is not None:
                 response.release()  # to the pool after a complete body; mid-stream it drops the connection
-            self.metrics.in_flight -= 1
 
     def _downstream_headers(
         self, headers: list[tuple[bytes, bytes]], ex: _Exchange, origin: str | None, key: KeyConfig | None
@@ -1110,6 +1118,10 @@ class Body:
         self._budget.used -= self.held
         self.held = 0
         self.data = b""
+
+
+def _at_stream_limit() -> Refusal:
+    return Refusal(503, "at_capacity", "the gateway is at its stream limit; retry shortly", retry_after=1)
 
 
 def _plain_path(path: str) -> bool:
