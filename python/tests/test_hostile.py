@@ -8,6 +8,7 @@ signatures used (see ``leaks.py``).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import sys
@@ -20,8 +21,8 @@ from urllib.parse import urlsplit
 import pytest
 import sw1_reference
 from leaks import ENV, KEY_ARGS, KEY_ID, SECRET, LeakWatch, RecordingSigner, authorization_digest
-from load import Resources
-from raw_http import Response, exchange, parse_responses, request_bytes
+from load import Resources, run_pool
+from raw_http import Response, exchange, fetch, parse_responses, request_bytes
 from servers import HERE, Server, free_port, start_gateway
 
 from signgate import SignedRequest, scheme
@@ -242,6 +243,27 @@ def test_a_connection_that_pipelines_thousands_of_requests_is_closed(gateway: Se
         assert len(responses) <= MAX_PIPELINED + 1
     assert time.monotonic() - started < 10
     assert resources.rss_kib() - rss_before < 4096
+
+
+def test_long_upstream_urls_without_a_valid_signature_are_not_kept(
+    gateway: Server, upstream: Server, watch: LeakWatch
+) -> None:
+    # The upstream is checked before the signature, and its normalised form was cached: 4,000
+    # URLs of 28 KiB, signed with a wrong secret, left the gateway 280 MiB larger.
+    resources = Resources(gateway.proc.pid)
+    forger = RecordingSigner(watch, KEY_ID, "not-the-secret", gateway.url)
+
+    def send_many(first: int, count: int) -> None:
+        targets = [
+            target(forger.sign("GET", f"{upstream.url}/v1/{i:05d}{'a' * 8000}")) for i in range(first, first + count)
+        ]
+        replies = asyncio.run(run_pool([lambda t=t: fetch(gateway.port, "GET", t) for t in targets], concurrency=4))
+        assert {(r.status, r.error_code) for r in replies} == {(401, "bad_signature")}
+
+    send_many(0, 300)  # most of the allocator's high-water mark for such requests
+    rss_before = resources.rss_kib()
+    send_many(300, 900)  # measured: 5 MiB more, and 22 MiB while each was kept
+    assert resources.rss_kib() - rss_before < 12 * 1024
 
 
 # -- the table -------------------------------------------------------------------------------------

@@ -723,9 +723,12 @@ class Gateway:
             if forward is None or not forward.startswith(("http://", "https://")):
                 raise MalformedRequest(scheme.X_PROXY, "is not an absolute http(s) URL")
             target = self._allowed_target(key, forward, ex)
-            if len(self._targets) >= 1024:
-                self._targets.clear()
-            self._targets[(key.id, url)] = target
+            # The few URLs a key's clients call, not every long one a client without a valid
+            # signature may send (this runs before verification).
+            if len(url) <= 512:
+                if len(self._targets) >= 1024:
+                    self._targets.clear()
+                self._targets[(key.id, url)] = target
         ex.upstream_host = target[1]
         return target
 
