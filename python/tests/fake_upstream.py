@@ -71,13 +71,15 @@ async def sent(request: web.Request) -> web.Response:
 
 
 async def stall(request: web.Request) -> web.StreamResponse:
+    """Nothing for ?s= seconds (default 60), before the headers (?where=headers) or after the
+    first event."""
     stats["requests"] += 1
     if request.query.get("where") == "headers":
-        await asyncio.sleep(60)
+        await asyncio.sleep(float(request.query.get("s", "60")))
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
     await response.prepare(request)
     await response.write(b"data: first\n\n")
-    await asyncio.sleep(60)
+    await asyncio.sleep(float(request.query.get("s", "60")))
     return response
 
 

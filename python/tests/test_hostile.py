@@ -266,6 +266,25 @@ def test_long_upstream_urls_without_a_valid_signature_are_not_kept(
     assert resources.rss_kib() - rss_before < 12 * 1024
 
 
+def test_a_client_gone_while_its_pipelined_requests_wait_leaves_no_error(
+    gateway: Server, upstream: Server, watch: LeakWatch
+) -> None:
+    # uvicorn marked only the newest (queued) request disconnected: the running one returned as
+    # its client was gone, and uvicorn logged an ERROR and raised writing a 500 into the closed
+    # transport ("Task exception was never retrieved").
+    signer = RecordingSigner(watch, KEY_ID, SECRET, gateway.url)
+    waiting = signer.sign("GET", f"{upstream.url}/v1/stall?where=headers&s=2")
+    logged = len(gateway.output())
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as sock:
+        sock.sendall(signed_bytes(waiting, close=False) + request_bytes("GET", "/healthz"))
+        time.sleep(0.3)
+    deadline = time.monotonic() + 5
+    while '"client_disconnected"' not in (log := gateway.output()[logged:]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert '"client_disconnected"' in log
+    assert "ERROR" not in log and "Traceback" not in log, log
+
+
 # -- the table -------------------------------------------------------------------------------------
 
 

@@ -37,7 +37,7 @@ import os
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from .config import GatewayConfig
 
@@ -94,6 +94,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         "_in_head",
         "_lost",
         "_on_lost",
+        "_running",
         "_trailer_bytes",
         "_write_timer",
     )
@@ -109,6 +110,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._trailer_bytes = 0  # bytes read inside a body since its last body bytes
         self._on_lost: Callable[[], None] | None = None  # the running request's callback, if it set one
         self._lost = False
+        self._running: RequestResponseCycle | None = None  # whose application runs (not self.cycle if pipelined)
         self._write_timer: asyncio.TimerHandle | None = None  # armed while writing is paused
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -119,6 +121,13 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._cancel_head_timer()
         self._cancel_write_timer()
         super().connection_lost(exc)
+        # uvicorn marks only the newest cycle disconnected: with a request pipelined behind it,
+        # the running one would return as told (client gone) while uvicorn, thinking it was not,
+        # logged an ERROR and wrote a 500 into the closed transport, which raised.
+        running = self._running
+        if running is not None and not running.response_complete:
+            running.disconnected = True
+            running.message_event.set()
         self._lost = True
         on_lost, self._on_lost = self._on_lost, None
         if on_lost is not None:
@@ -173,6 +182,8 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._heads_done += 1
         super().on_headers_complete()
+        if not self.pipeline:  # not queued behind another request: it runs now
+            self._running = self.cycle
 
     def on_body(self, body: bytes) -> None:
         self._bodies += 1
@@ -187,6 +198,8 @@ class GatewayHttpProtocol(HttpToolsProtocol):
     def on_response_complete(self) -> None:
         # A request already parsed and queued behind this one (pipelining) needs no deadline.
         waiting = bool(self.pipeline)
+        if waiting:
+            self._running = self.pipeline[-1][0]  # the next to run: uvicorn pops the right end
         super().on_response_complete()
         if not waiting and not self.transport.is_closing():
             self._arm_head_timer()
