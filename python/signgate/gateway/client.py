@@ -64,6 +64,10 @@ class ConnectTimeout(UpstreamTimeout):
     sent = False
 
 
+class _Unsolicited(Exception):
+    """Raised from a parser callback: the upstream sent an answer nobody asked for."""
+
+
 class _Connection(asyncio.Protocol):
     """One upstream connection and the response being read on it."""
 
@@ -138,7 +142,10 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserUpgrade:
             self._fail(UpstreamError("the upstream switched protocols"))
         except httptools.HttpParserError:
-            self._fail(UpstreamError("the upstream's answer is not valid HTTP"))
+            if self.done:  # on_message_begin refused a second answer: the first stands, the connection goes
+                self.abort()
+            else:
+                self._fail(UpstreamError("the upstream's answer is not valid HTTP"))
         else:
             if not self.head_done and self.head_size > _MAX_HEAD:
                 self._fail(UpstreamError(f"the upstream's response head exceeds {_MAX_HEAD} bytes"))
@@ -166,6 +173,13 @@ class _Connection(asyncio.Protocol):
         pass
 
     # -- llhttp callbacks ---------------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        if self.done:
+            # A second answer after the final one, in the same read or while the connection is
+            # idle: nothing asked for it. Its body would join this answer's (past the length
+            # relayed), or it would answer the next request sent on this connection.
+            raise _Unsolicited
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.header_bytes += len(name) + len(value) + 4
