@@ -21,6 +21,7 @@ descriptors return to their baseline once traffic stops. The path picks the beha
 ``/switch``                101 Switching Protocols
 ``/not-modified``          304 with the Content-Length of the body it does not send (RFC 9110 8.6)
 ``/two-answers``           200 with a two-byte body, then at once a second answer nobody asked for
+``/endless-trailers``      one chunked event, then 600 KB of trailer fields (more than a read holds)
 ``/no-content``            204 with a Content-Length, which RFC 9110 forbids there
 ``/collect``               200; what a redirect target would see (counted, never expected to be hit)
 ``/stats``                 JSON: requests per path, connections accepted
@@ -160,6 +161,12 @@ async def _answer(
         writer.write(b'HTTP/1.1 304 Not Modified\r\nETag: "v1"\r\nContent-Length: 100\r\n' + _CLOSE + b"\r\n")
     elif name == "two-answers":
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" + _response("200 OK", b"unsolicited"))
+    elif name == "endless-trailers":
+        writer.write(_SSE_HEAD + _chunk(b"data: first\n\n") + b"0\r\n")
+        for _ in range(600):
+            writer.write(b"X-Trailer: " + b"t" * 1000 + b"\r\n")
+            await writer.drain()
+        writer.write(b"\r\n")
     elif name == "no-content":
         writer.write(b"HTTP/1.1 204 No Content\r\nContent-Length: 12\r\n" + _CLOSE + b"\r\n")
     elif name == "switch":

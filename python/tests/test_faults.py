@@ -52,6 +52,7 @@ FAULTS = {
     "304 with a length": Fault("/not-modified", 304, True, None, ("ok", "304")),
     "204 with a length": Fault("/no-content", 204, True, None, ("ok", "204")),
     "a second answer after the first": Fault("/two-answers", 200, True, None, ("ok", "200")),
+    "endless trailers": Fault("/endless-trailers", 200, False, None, ("upstream_broken", "200")),
     "ok": Fault("/ok", 200, True, None, ("ok", "200")),
     "stream": Fault("/sse?n=5", 200, True, None, ("ok", "200")),
 }

@@ -72,10 +72,12 @@ class _Connection(asyncio.Protocol):
     """One upstream connection and the response being read on it."""
 
     __slots__ = (
+        "_bodies",
         "_buffer",
         "_buffered",
         "_chunked",
         "_pool",
+        "_stray",
         "_waiter",
         "closed",
         "done",
@@ -125,6 +127,8 @@ class _Connection(asyncio.Protocol):
         self.paused = False
         self._buffer: list[bytes] = []
         self._buffered = 0
+        self._bodies = 0  # parser calls that delivered body bytes
+        self._stray = 0  # bytes read since the head without any body bytes: chunk framing, trailers
         self.last_read = 0.0
 
     # -- asyncio.Protocol ---------------------------------------------------------------------------
@@ -135,7 +139,8 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.received += len(data)
         self.last_read = time.monotonic()
-        if not self.head_done:
+        head_done, bodies = self.head_done, self._bodies
+        if not head_done:
             self.head_size += len(data)
         try:
             self.parser.feed_data(data)
@@ -149,6 +154,14 @@ class _Connection(asyncio.Protocol):
         else:
             if not self.head_done and self.head_size > _MAX_HEAD:
                 self._fail(UpstreamError(f"the upstream's response head exceeds {_MAX_HEAD} bytes"))
+            elif head_done and not self.done and self._bodies == bodies:
+                # Past the head, reads without body bytes are chunk framing or the trailer
+                # section, which llhttp parses (and httptools buffers) without limit.
+                self._stray += len(data)
+                if self._stray > _MAX_HEAD:
+                    self._fail(UpstreamError(f"the upstream sent {_MAX_HEAD} bytes without body bytes"))
+            else:
+                self._stray = 0
 
     def eof_received(self) -> bool:
         return False  # close the transport; connection_lost decides what the end means
@@ -182,6 +195,8 @@ class _Connection(asyncio.Protocol):
             raise _Unsolicited
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self.head_done:
+            return  # a trailer field: the head has been relayed, and trailers are not
         self.header_bytes += len(name) + len(value) + 4
         lowered = name.lower()
         if lowered == b"content-length":
@@ -209,6 +224,7 @@ class _Connection(asyncio.Protocol):
         self._wake()
 
     def on_body(self, body: bytes) -> None:
+        self._bodies += 1
         if self.no_body:
             return
         self._buffer.append(body)
