@@ -402,7 +402,7 @@ def test_a_worker_holds_at_most_max_buffered_bytes_of_bodies(upstream: Server) -
         first, second = (signer(gateway).sign("POST", f"{upstream.url}/v1/record", body=body) for _ in range(2))
         with socket.create_connection(("127.0.0.1", gateway.port)) as held:
             head = _declared_body_then_silence("/?" + first.url.split("?")[1], 60_000)
-            held.sendall(head + b"y" * 1000)  # 60,000 bytes announced: the worker sets them aside
+            held.sendall(head + b"y" * 59_999)  # all but one byte: the worker holds them
             time.sleep(0.5)
             refused = send(second)
             assert (refused.status, refused.error_code) == (503, "at_capacity")
@@ -429,6 +429,28 @@ def test_a_body_written_back_longer_counts_against_max_buffered(upstream: Server
         assert (reply.status, reply.error_code) == (503, "at_capacity")
         assert requests_upstream(upstream) == before
     finally:
+        stop(gateway)
+
+
+def test_a_length_announced_but_not_sent_holds_no_buffer(upstream: Server) -> None:
+    # Announcing a length costs nothing: connections that announced whole bodies under forged
+    # signatures (a bound body is read before its signature can be checked), and sent none, once
+    # held the worker's entire budget, and every body request was refused 503 until they timed out.
+    gateway = start(upstream, "--max-buffered", "100k", "--max-body", "64k", "--client-timeout", "20")
+    forger = Signer("app", "not-the-secret", gateway.url)
+    socks = []
+    try:
+        for _ in range(4):
+            forged = forger.sign("POST", f"{upstream.url}/v1/record", body="y" * 60_000)
+            sock = socket.create_connection(("127.0.0.1", gateway.port))
+            sock.sendall(_declared_body_then_silence("/?" + forged.url.split("?")[1], 60_000))
+            socks.append(sock)
+        time.sleep(0.5)
+        reply = send(signer(gateway).sign("POST", f"{upstream.url}/v1/record", body="y" * 60_000))
+        assert reply.status == 200
+    finally:
+        for sock in socks:
+            sock.close()
         stop(gateway)
 
 
