@@ -379,6 +379,21 @@ def _crlf_in_signed_upstream(ctx: Ctx) -> bytes:
     return request_bytes("GET", "/?" + stages.url.split("?", 1)[1], [("Connection", "close")])
 
 
+def _signed_uses(uses: str) -> Callable[[Ctx], bytes]:
+    """A genuine signature over x-signgate-uses: ``uses`` (as a Signway SDK signs any value),
+    sent as its Latin-1 bytes."""
+
+    def build(ctx: Ctx) -> bytes:
+        long = scheme.long_date(int(time.time()))
+        bound = [("x-signgate-nonce", "n0nce-of-12"), ("x-signgate-uses", uses)]
+        stages = sw1_reference.sign(KEY_ID, SECRET, "http://g", f"{ctx.upstream.url}/v1/record", 60, "GET", bound,
+                                    None, long)  # fmt: skip
+        ctx.signer.watch.signatures.add(stages.signature)
+        return request_bytes("GET", "/?" + stages.url.split("?", 1)[1], [*bound, ("Connection", "close")])
+
+    return build
+
+
 def _pipelined(ctx: Ctx) -> bytes:
     first = ctx.record(body="first")
     second = ctx.record(body="second")
@@ -544,6 +559,7 @@ CASES = [
         reaches_upstream=1,
         check=_no_header_upstream("x-injected"),
     ),
+    Case("signed x-signgate-uses in superscript digits", _signed_uses("\u00b3"), [(400, "malformed")]),
     # framing
     Case(
         "HTTP/1.0",

@@ -221,7 +221,8 @@ class _Extensions:
         nonce = None
         if extensions.NONCE in bound:
             uses_text = bound.get(extensions.USES, "1")
-            if not uses_text.isdigit() or not 1 <= int(uses_text) <= extensions.MAX_USES:
+            # isdigit() alone takes '³' (a Latin-1 header byte), which int() refuses.
+            if not (uses_text.isascii() and uses_text.isdigit()) or not 1 <= int(uses_text) <= extensions.MAX_USES:
                 raise MalformedRequest(extensions.USES, f"must be a whole number in 1..{extensions.MAX_USES}")
             value = bound[extensions.NONCE]
             if not 8 <= len(value) <= 64:
@@ -529,7 +530,7 @@ class Gateway:
     async def _read_body(self, receive: Receive, headers: dict[str, str], params: SignedParams, ex: _Exchange) -> Body:
         declared = headers.get("content-length")
         if declared is not None:
-            if not declared.isdigit():
+            if not (declared.isascii() and declared.isdigit()):
                 raise MalformedRequest("Content-Length", "must be a whole number of bytes")
             if int(declared) > self.config.max_body:
                 raise Refusal(
