@@ -59,6 +59,16 @@ class _TooManyPipelined(Exception):
     """Raised from a parser callback: stops parsing the rest of the read."""
 
 
+class _Dropped(list[tuple[bytes, bytes]]):
+    """Where trailer fields go: nowhere."""
+
+    def append(self, item: tuple[bytes, bytes]) -> None:
+        pass
+
+
+_DROPPED = _Dropped()
+
+
 def _error_response(status: bytes, code: str, message: str) -> bytes:
     body = json.dumps({"error": {"code": code, "message": message, "request_id": os.urandom(8).hex()}}).encode()
     return b"".join(
@@ -166,12 +176,6 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self.scope["extensions"] = {CLIENT_LOST: self._watch_lost}  # type: ignore[dict-item]
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        # After the head, a field is a trailer: never merged into the request's headers, where
-        # the application would take it for a header (RFC 9110 6.5.1), and never kept.
-        if self._in_head:
-            super().on_header(name, value)
-
     def on_headers_complete(self) -> None:
         if len(self.pipeline) >= MAX_PIPELINED:
             logger.info("closed a connection that pipelined more than %d requests", MAX_PIPELINED)
@@ -182,6 +186,10 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._heads_done += 1
         super().on_headers_complete()
+        # uvicorn appends every later field, the body's trailers, to the list the scope holds:
+        # trailers would join the request's headers (RFC 9110 6.5.1 forbids it), and be kept.
+        # Rebinding the list here costs nothing per header, as an on_header override would.
+        self.headers = _DROPPED
         if not self.pipeline:  # not queued behind another request: it runs now
             self._running = self.cycle
 
