@@ -60,12 +60,22 @@ def long_date(epoch: int) -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(epoch))
 
 
-@lru_cache(maxsize=4096)
 def normalize_upstream(url: str) -> str | None:
     """Serialise ``url`` as a WHATWG URL parser does (Signway's server does the same).
 
     Returns ``None`` when ``url`` is not an absolute URL at all. The scheme is not checked here.
     """
+    # Cached as enc() is: the URLs a gateway sees repeat, and long ones, which a client may send
+    # by the thousand without a valid signature, would hold up to 60 KiB an entry.
+    return _normalize_cached(url) if len(url) <= _CACHED_LENGTH else _normalize(url)
+
+
+@lru_cache(maxsize=4096)
+def _normalize_cached(url: str) -> str | None:
+    return _normalize(url)
+
+
+def _normalize(url: str) -> str | None:
     try:
         return str(ada_url.normalize_url(url))
     except ValueError:

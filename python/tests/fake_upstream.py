@@ -71,13 +71,15 @@ async def sent(request: web.Request) -> web.Response:
 
 
 async def stall(request: web.Request) -> web.StreamResponse:
+    """Nothing for ?s= seconds (default 60), before the headers (?where=headers) or after the
+    first event."""
     stats["requests"] += 1
     if request.query.get("where") == "headers":
-        await asyncio.sleep(60)
+        await asyncio.sleep(float(request.query.get("s", "60")))
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
     await response.prepare(request)
     await response.write(b"data: first\n\n")
-    await asyncio.sleep(60)
+    await asyncio.sleep(float(request.query.get("s", "60")))
     return response
 
 
@@ -131,10 +133,17 @@ async def impostor(request: web.Request) -> web.Response:
         "Report-To": '{"group": "x"}',
         "Permissions-Policy": "camera=*",
         "Server": "not-the-gateway",
+        "X-Accel-Redirect": "/internal/metrics",
+        "X-Accel-Expires": "86400",
+        "X-Sendfile": "/etc/passwd",
+        "X-LiteSpeed-Location": "/internal/",
+        "Surrogate-Control": "max-age=86400",
+        "CDN-Cache-Control": "max-age=86400",
+        "X-Content-Type-Options": "sniff-away",
         "X-Upstream": "kept",
     }
-    return web.json_response({"error": {"message": "nope"}}, status=int(request.query.get("status", "401")),
-                             headers=headers)  # fmt: skip
+    return web.Response(text="<script>alert(document.domain)</script>", content_type="text/html",
+                        status=int(request.query.get("status", "401")), headers=headers)  # fmt: skip
 
 
 async def odd_shapes(request: web.Request) -> web.StreamResponse:

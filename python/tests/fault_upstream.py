@@ -19,6 +19,10 @@ descriptors return to their baseline once traffic stops. The path picks the beha
 ``/bad-header``            a header value holding a control character
 ``/status-999``            a status code outside 100..599
 ``/switch``                101 Switching Protocols
+``/not-modified``          304 with the Content-Length of the body it does not send (RFC 9110 8.6)
+``/two-answers``           200 with a two-byte body, then at once a second answer nobody asked for
+``/endless-trailers``      one chunked event, then 600 KB of trailer fields (more than a read holds)
+``/no-content``            204 with a Content-Length, which RFC 9110 forbids there
 ``/collect``               200; what a redirect target would see (counted, never expected to be hit)
 ``/stats``                 JSON: requests per path, connections accepted
 =========================  =======================================================================
@@ -153,6 +157,18 @@ async def _answer(
         writer.write(_response("200 OK", b"{}", b"X-Evil: a\x01b\r\n"))
     elif name == "status-999":
         writer.write(_response("999 Beyond", b"{}"))
+    elif name == "not-modified":
+        writer.write(b'HTTP/1.1 304 Not Modified\r\nETag: "v1"\r\nContent-Length: 100\r\n' + _CLOSE + b"\r\n")
+    elif name == "two-answers":
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" + _response("200 OK", b"unsolicited"))
+    elif name == "endless-trailers":
+        writer.write(_SSE_HEAD + _chunk(b"data: first\n\n") + b"0\r\n")
+        for _ in range(600):
+            writer.write(b"X-Trailer: " + b"t" * 1000 + b"\r\n")
+            await writer.drain()
+        writer.write(b"\r\n")
+    elif name == "no-content":
+        writer.write(b"HTTP/1.1 204 No Content\r\nContent-Length: 12\r\n" + _CLOSE + b"\r\n")
     elif name == "switch":
         writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
     else:

@@ -49,6 +49,10 @@ FAULTS = {
     "500": Fault("/status/500", 500, True, None, ("upstream_status", "500")),
     "502": Fault("/status/502", 502, True, None, ("upstream_status", "502")),
     "503": Fault("/status/503", 503, True, None, ("upstream_status", "503")),
+    "304 with a length": Fault("/not-modified", 304, True, None, ("ok", "304")),
+    "204 with a length": Fault("/no-content", 204, True, None, ("ok", "204")),
+    "a second answer after the first": Fault("/two-answers", 200, True, None, ("ok", "200")),
+    "endless trailers": Fault("/endless-trailers", 200, False, None, ("upstream_broken", "200")),
     "ok": Fault("/ok", 200, True, None, ("ok", "200")),
     "stream": Fault("/sse?n=5", 200, True, None, ("ok", "200")),
 }
@@ -125,6 +129,8 @@ def test_fault_outcome_and_metric(name: str, gateway: Server, faulty: Server, de
         assert json.loads(response.body)["error"]["code"] == fault.code
     if fault.status == 429:
         assert response.header("retry-after") == "7"
+    if name == "a second answer after the first":
+        assert response.body == b"ok"
     if name == "stream":
         assert response.body.count(b"data: ") == 6 and response.body.endswith(b"data: [DONE]\n\n")
     if not fault.complete:

@@ -415,6 +415,30 @@ def test_metrics_and_access_log_never_hold_secrets(signer: Signer, upstream: Ser
     assert any(e["key_id"] == "test" and e["upstream_host"] == "127.0.0.1" and e["status"] == 200 for e in lines)
 
 
+def test_at_capacity_holds_for_requests_whose_bodies_arrived_together(upstream: Server) -> None:
+    # The cap was checked before the body was read: requests that all passed it while their bodies
+    # arrived were then all relayed at once (six streams under --max-streams 2).
+    server = start_gateway(*gateway_args(upstream, "--max-streams", "2"), env=ENV)
+    socks = []
+    try:
+        s = Signer("test", SECRET, server.url)
+        for _ in range(6):
+            query = urlsplit(s.sign("POST", f"{upstream.url}/v1/sse?n=40&interval=0.05").url).query
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            head = f"POST /?{query} HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\n"
+            sock.sendall(head.encode())
+            socks.append(sock)
+        time.sleep(0.5)  # every head has been read and checked; no body yet
+        for sock in socks:
+            sock.sendall(b"hello")
+        statuses = [int(read_until(sock, b"\r\n").split()[1]) for sock in socks]
+        assert sorted(statuses) == [200, 200, 503, 503, 503, 503]
+    finally:
+        for sock in socks:
+            sock.close()
+        server.stop()
+
+
 def test_sigterm_drains_in_flight_streams(upstream: Server) -> None:
     server = start_gateway(*gateway_args(upstream), env=ENV)
     s = Signer("test", SECRET, server.url)

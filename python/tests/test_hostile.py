@@ -8,6 +8,7 @@ signatures used (see ``leaks.py``).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import sys
@@ -20,12 +21,13 @@ from urllib.parse import urlsplit
 import pytest
 import sw1_reference
 from leaks import ENV, KEY_ARGS, KEY_ID, SECRET, LeakWatch, RecordingSigner, authorization_digest
-from load import Resources
-from raw_http import Response, exchange, parse_responses, request_bytes
+from load import Resources, run_pool
+from raw_http import Response, exchange, fetch, parse_responses, request_bytes
 from servers import HERE, Server, free_port, start_gateway
 
 from signgate import SignedRequest, scheme
 from signgate.gateway.config import split_url
+from signgate.gateway.protocol import MAX_PIPELINED
 from signgate.gateway.upstream import ForbiddenAddress, check_literal, is_public
 
 HEADER_TIMEOUT = 1.0
@@ -207,6 +209,82 @@ def test_a_head_that_never_ends_is_cut_off(where: str, gateway: Server, watch: L
     assert resources.rss_kib() - rss_before < 4096
 
 
+@pytest.mark.parametrize("shape", ["many fields", "one endless field"])
+def test_a_trailer_section_that_never_ends_is_cut_off(
+    shape: str, gateway: Server, upstream: Server, watch: LeakWatch
+) -> None:
+    # uvicorn adds every trailer field of a chunked body to the request's headers, without limit
+    # and outside the head's deadline: 460 MiB of trailers in 6 s once grew the gateway by as much.
+    resources = Resources(gateway.proc.pid)
+    rss_before = resources.rss_kib()
+    signer = RecordingSigner(watch, KEY_ID, SECRET, gateway.url)
+    req = signer.sign("POST", f"{upstream.url}/v1/record")
+    head = request_bytes("POST", target(req), [("Transfer-Encoding", "chunked")]) + b"3\r\nabc\r\n0\r\n"
+    if shape == "many fields":
+        filler = b"X-Trailer: " + b"a" * 16000 + b"\r\n"
+    else:
+        head, filler = head + b"X-Trailer: ", b"a" * 16384
+    before = upstream_requests(upstream)
+    responses = roundtrip(gateway.port, [head] + [filler] * 512, watch, pause=0.002, timeout=5)
+    assert [(r.status, r.error_code) for r in responses] == [(431, "headers_too_large")]
+    assert resources.rss_kib() - rss_before < 4096
+    assert upstream_requests(upstream) == before
+
+
+def test_a_connection_that_pipelines_thousands_of_requests_is_closed(gateway: Server, watch: LeakWatch) -> None:
+    # uvicorn parses every request a read holds and queues them all: ten thousand small ones in
+    # one 256 KiB read held about 10 MB until answered, so a few connections could exhaust memory.
+    resources = Resources(gateway.proc.pid)
+    rss_before = resources.rss_kib()
+    flood = request_bytes("GET", "/healthz") * 6000
+    started = time.monotonic()
+    for _ in range(4):
+        responses = roundtrip(gateway.port, flood, watch, timeout=5)
+        assert len(responses) <= MAX_PIPELINED + 1
+    assert time.monotonic() - started < 10
+    assert resources.rss_kib() - rss_before < 4096
+
+
+def test_long_upstream_urls_without_a_valid_signature_are_not_kept(
+    gateway: Server, upstream: Server, watch: LeakWatch
+) -> None:
+    # The upstream is checked before the signature, and its normalised form was cached: 4,000
+    # URLs of 28 KiB, signed with a wrong secret, left the gateway 280 MiB larger.
+    resources = Resources(gateway.proc.pid)
+    forger = RecordingSigner(watch, KEY_ID, "not-the-secret", gateway.url)
+
+    def send_many(first: int, count: int) -> None:
+        targets = [
+            target(forger.sign("GET", f"{upstream.url}/v1/{i:05d}{'a' * 8000}")) for i in range(first, first + count)
+        ]
+        replies = asyncio.run(run_pool([lambda t=t: fetch(gateway.port, "GET", t) for t in targets], concurrency=4))
+        assert {(r.status, r.error_code) for r in replies} == {(401, "bad_signature")}
+
+    send_many(0, 300)  # most of the allocator's high-water mark for such requests
+    rss_before = resources.rss_kib()
+    send_many(300, 900)  # measured: 5 MiB more, and 22 MiB while each was kept
+    assert resources.rss_kib() - rss_before < 12 * 1024
+
+
+def test_a_client_gone_while_its_pipelined_requests_wait_leaves_no_error(
+    gateway: Server, upstream: Server, watch: LeakWatch
+) -> None:
+    # uvicorn marked only the newest (queued) request disconnected: the running one returned as
+    # its client was gone, and uvicorn logged an ERROR and raised writing a 500 into the closed
+    # transport ("Task exception was never retrieved").
+    signer = RecordingSigner(watch, KEY_ID, SECRET, gateway.url)
+    waiting = signer.sign("GET", f"{upstream.url}/v1/stall?where=headers&s=2")
+    logged = len(gateway.output())
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as sock:
+        sock.sendall(signed_bytes(waiting, close=False) + request_bytes("GET", "/healthz"))
+        time.sleep(0.3)
+    deadline = time.monotonic() + 5
+    while '"client_disconnected"' not in (log := gateway.output()[logged:]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert '"client_disconnected"' in log
+    assert "ERROR" not in log and "Traceback" not in log, log
+
+
 # -- the table -------------------------------------------------------------------------------------
 
 
@@ -301,6 +379,21 @@ def _crlf_in_signed_upstream(ctx: Ctx) -> bytes:
     return request_bytes("GET", "/?" + stages.url.split("?", 1)[1], [("Connection", "close")])
 
 
+def _signed_uses(uses: str) -> Callable[[Ctx], bytes]:
+    """A genuine signature over x-signgate-uses: ``uses`` (as a Signway SDK signs any value),
+    sent as its Latin-1 bytes."""
+
+    def build(ctx: Ctx) -> bytes:
+        long = scheme.long_date(int(time.time()))
+        bound = [("x-signgate-nonce", "n0nce-of-12"), ("x-signgate-uses", uses)]
+        stages = sw1_reference.sign(KEY_ID, SECRET, "http://g", f"{ctx.upstream.url}/v1/record", 60, "GET", bound,
+                                    None, long)  # fmt: skip
+        ctx.signer.watch.signatures.add(stages.signature)
+        return request_bytes("GET", "/?" + stages.url.split("?", 1)[1], [*bound, ("Connection", "close")])
+
+    return build
+
+
 def _pipelined(ctx: Ctx) -> bytes:
     first = ctx.record(body="first")
     second = ctx.record(body="second")
@@ -359,6 +452,18 @@ def _chunked_bound(ctx: Ctx) -> bytes:
     req = ctx.record(body="hello")
     headers = [*req.headers.items(), ("Transfer-Encoding", "chunked"), ("Connection", "close")]
     return request_bytes("POST", target(req), headers) + b"5\r\nhello\r\n0\r\n\r\n"
+
+
+def _chunked_with_trailers(ctx: Ctx) -> bytes:
+    req = ctx.record(method="POST")
+    head = request_bytes("POST", target(req), [("Transfer-Encoding", "chunked"), ("Connection", "close")])
+    return head + b"5\r\nhello\r\n0\r\nX-Trailer: 1\r\nX-Forwarded-For: 10.0.0.1\r\n\r\n"
+
+
+def _identity_coded(ctx: Ctx) -> bytes:
+    # A body framed by neither length nor chunks: not HTTP/1.1 a request may use (RFC 9112 6.3).
+    req = ctx.record(method="POST")
+    return request_bytes("POST", target(req), [("Transfer-Encoding", "identity")]) + b"hello"
 
 
 def _oversized_declared(ctx: Ctx) -> bytes:
@@ -454,6 +559,7 @@ CASES = [
         reaches_upstream=1,
         check=_no_header_upstream("x-injected"),
     ),
+    Case("signed x-signgate-uses in superscript digits", _signed_uses("\u00b3"), [(400, "malformed")]),
     # framing
     Case(
         "HTTP/1.0",
@@ -499,6 +605,14 @@ CASES = [
     ),
     Case("body shorter than Content-Length", _shorter_body, [(408, "client_timeout")]),
     Case("bound body sent chunked", _chunked_bound, [(411, "length_required")]),
+    Case(
+        "chunked trailer fields are not headers",
+        _chunked_with_trailers,
+        [(200, None)],
+        reaches_upstream=1,
+        check=lambda rs, c: (_record_body("hello")(rs, c), _no_header_upstream("x-trailer")(rs, c)),
+    ),
+    Case("a body coding other than chunked", _identity_coded, [(400, "malformed")]),
     Case(
         "Expect: 100-continue",
         _expect_continue,

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii as _json_str
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote_to_bytes
 
 import aiohttp
 
@@ -76,9 +76,16 @@ _NOT_UPSTREAM = _HOP_BY_HOP | {
     "expect",
     "accept-encoding",
     "forwarded",
+    "forwarded-for",
+    "x-forwarded",
+    "x-original-forwarded-for",
+    "x-original-host",
+    "front-end-https",
+    "x-url-scheme",
     "via",
     # Where a request came from: only a proxy the operator runs may say, never the browser.
     "x-real-ip",
+    "x-proxyuser-ip",
     "x-client-ip",
     "client-ip",
     "true-client-ip",
@@ -98,18 +105,29 @@ _NOT_UPSTREAM = _HOP_BY_HOP | {
     "x-original-uri",
     "x-rewrite-url",
     "x-override-url",
-    "x-envoy-original-path",
+    "x-middleware-subrequest",  # Next.js skips its middleware (often the auth check) for it
 }
-# Whole families: signgate's own extensions, the browser's fetch metadata, every forwarding header.
-_NOT_UPSTREAM_PREFIXES = ("x-signgate-", "sec-", "x-forwarded-", "proxy-")
+# Whole families: signgate's own extensions, the browser's fetch metadata, every forwarding header,
+# and Envoy's controls (original path, retries, timeouts), which it obeys from inside the mesh.
+_NOT_UPSTREAM_PREFIXES = ("x-signgate-", "sec-", "x-forwarded-", "proxy-", "x-envoy-")
 # What an upstream's answer may not say to the browser: hop-by-hop and framing headers, whatever
-# speaks for the gateway (its error codes, its request id, the date, CORS, caching), cookies, and
+# speaks for the gateway (its error codes, its request id, the date, CORS, caching), cookies,
 # whatever changes the security of the gateway's origin for every later page (HSTS, Alt-Svc,
-# Clear-Site-Data, reporting, isolation and permission policies, authentication prompts).
+# Clear-Site-Data, reporting, isolation and permission policies, authentication prompts), and
+# what the proxy or CDN in front of the gateway obeys (nginx's X-Accel-Redirect serves any of its
+# internal locations; X-Accel-Expires, Surrogate-Control and CDN-Cache-Control make it cache).
 _NOT_DOWNSTREAM = _HOP_BY_HOP | {
     "date",  # the server adds its own; two would break the field's single-value rule
     "server",
     "x-request-id",
+    "x-content-type-options",  # the gateway sets its own
+    "x-sendfile",
+    "x-lighttpd-send-file",
+    "surrogate-control",
+    "surrogate-key",
+    "cdn-cache-control",
+    "cloudflare-cdn-cache-control",
+    "edge-control",
     "set-cookie",
     "set-cookie2",
     "cache-control",
@@ -146,11 +164,22 @@ _NOT_DOWNSTREAM_PREFIXES = (
     b"content-security-policy",
     b"cross-origin-",
     b"sec-",
+    b"x-accel-",
+    b"x-litespeed-",
 )
 _NOT_DOWNSTREAM_BYTES = frozenset(name.encode() for name in _NOT_DOWNSTREAM)
 _EXPOSE = b"x-signgate-error, x-request-id, retry-after, content-type"
-# In the path of an allowlisted upstream: encoded '/', '\\', '.', '%', ';' or NUL, and ';' itself.
-_ENCODED_PATH = re.compile(r"%(?:2[fFeE5]|5[cC]|3[bB]|00)|;")
+# On every relayed answer: whatever type an upstream names (text/html, a script), the browser
+# neither sniffs nor runs it as a page of the gateway's origin, where it could read other
+# answers or register a service worker over every later request.
+_RELAYED = [
+    (b"cache-control", b"no-store"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'; sandbox"),
+]
+# In the path of an allowlisted upstream: encoded '/', '\\', '.', '%', ';' or NUL, ';' itself, and
+# a '%' that starts no escape (IIS reads %u002e as '.', and %%32%65 becomes %2e on a second pass).
+_ENCODED_PATH = re.compile(r"%(?:2[fFeE5]|5[cC]|3[bB]|00|(?![0-9A-Fa-f]{2}))|;")
 # What uvicorn refuses to write (it raises mid-response): header names that are not tokens,
 # values with control characters. llhttp's lenient corners may let some through from an upstream.
 _BAD_NAME = re.compile(rb'[\x00-\x1f\x7f()<>@,;:\\\[\]={} \t"]')
@@ -192,7 +221,8 @@ class _Extensions:
         nonce = None
         if extensions.NONCE in bound:
             uses_text = bound.get(extensions.USES, "1")
-            if not uses_text.isdigit() or not 1 <= int(uses_text) <= extensions.MAX_USES:
+            # isdigit() alone takes '³' (a Latin-1 header byte), which int() refuses.
+            if not (uses_text.isascii() and uses_text.isdigit()) or not 1 <= int(uses_text) <= extensions.MAX_USES:
                 raise MalformedRequest(extensions.USES, f"must be a whole number in 1..{extensions.MAX_USES}")
             value = bound[extensions.NONCE]
             if not 8 <= len(value) <= 64:
@@ -399,6 +429,7 @@ class Gateway:
         origin = headers.get("origin")
         key: KeyConfig | None = None
         body: Body | None = None
+        streaming = False  # counted in metrics.in_flight, which --max-streams caps
         try:
             if size > self.config.max_header_bytes:
                 raise Refusal(431, "headers_too_large", f"request headers exceed {self.config.max_header_bytes} bytes")
@@ -423,7 +454,7 @@ class Gateway:
             if key is None:
                 raise UnknownKey("the key id in X-Sw-Credential is not known to this gateway")
             if self.metrics.in_flight >= self.config.max_streams:
-                raise Refusal(503, "at_capacity", "the gateway is at its stream limit; retry shortly", retry_after=1)
+                raise _at_stream_limit()
             limit = key.max_expires or self.config.max_expires
             if params.expires > limit:
                 raise ExpiryTooLong(f"X-Sw-Expires is {params.expires} s but this gateway accepts at most {limit} s")
@@ -454,6 +485,13 @@ class Gateway:
                 else None
             )
             scopes = self._scopes(key, ext)
+            # The stream cap holds from here, with nothing awaited between the check and the count:
+            # requests that all passed the early check while their bodies arrived would otherwise
+            # all be relayed at once, however far past the cap.
+            if self.metrics.in_flight >= self.config.max_streams:
+                raise _at_stream_limit()
+            self.metrics.in_flight += 1
+            streaming = True
             admission = await self._admit(ext, scopes, ex)
             bound = verified.bound_headers
             # A stream may last minutes: keep only what the relay and the accounting need.
@@ -483,6 +521,8 @@ class Gateway:
             else:
                 ex.code = "internal_error"
         finally:
+            if streaming:
+                self.metrics.in_flight -= 1
             if body is not None:
                 body.release()
             self._record(ex)
@@ -490,7 +530,7 @@ class Gateway:
     async def _read_body(self, receive: Receive, headers: dict[str, str], params: SignedParams, ex: _Exchange) -> Body:
         declared = headers.get("content-length")
         if declared is not None:
-            if not declared.isdigit():
+            if not (declared.isascii() and declared.isdigit()):
                 raise MalformedRequest("Content-Length", "must be a whole number of bytes")
             if int(declared) > self.config.max_body:
                 raise Refusal(
@@ -500,8 +540,6 @@ class Gateway:
             raise Refusal(411, "length_required", "a signed body must be sent with Content-Length, not chunked")
         body = Body(self._buffers)
         try:
-            if declared is not None:
-                body.reserve(int(declared))
             chunks: list[bytes] = []
             size = 0
             with _Deadline(self.config.client_timeout):
@@ -515,7 +553,10 @@ class Gateway:
                         raise Refusal(
                             413, "body_too_large", f"the body exceeds the limit of {self.config.max_body} bytes"
                         )
-                    if declared is None and chunk:
+                    # Bytes as they arrive, not the length announced: a length costs a client
+                    # nothing to announce, and 64 connections announcing 1 MiB, with forged
+                    # signatures over bound bodies, once held the whole budget for client_timeout.
+                    if chunk:
                         body.reserve(len(chunk))
                     chunks.append(chunk)
                     if not message.get("more_body", False):
@@ -684,9 +725,12 @@ class Gateway:
             if forward is None or not forward.startswith(("http://", "https://")):
                 raise MalformedRequest(scheme.X_PROXY, "is not an absolute http(s) URL")
             target = self._allowed_target(key, forward, ex)
-            if len(self._targets) >= 1024:
-                self._targets.clear()
-            self._targets[(key.id, url)] = target
+            # The few URLs a key's clients call, not every long one a client without a valid
+            # signature may send (this runs before verification).
+            if len(url) <= 512:
+                if len(self._targets) >= 1024:
+                    self._targets.clear()
+                self._targets[(key.id, url)] = target
         ex.upstream_host = target[1]
         return target
 
@@ -704,14 +748,16 @@ class Gateway:
                     f"this key may not reach {target[0]}://{target[1]}{target[3].split('?', 1)[0][:80]}; "
                     "the gateway's operator chooses the upstreams each key may reach (--allow-upstream)",
                 )
-            if _ENCODED_PATH.search(target[3].split("?", 1)[0]):
-                # An upstream that decodes %2F, %2E or %25 once more, or reads ';' as a path
-                # parameter (Tomcat's '..;'), would route it outside the allowed prefix.
+            if not _plain_path(target[3].split("?", 1)[0]):
+                # An upstream that decodes %2F, %2E or %25 once more, reads ';' as a path
+                # parameter (Tomcat's '..;') or an overlong UTF-8 %c0%ae as '.', would route it
+                # outside the allowed prefix.
                 raise Refusal(
                     403,
                     "upstream_not_allowed",
-                    "the upstream path holds an encoded '/', '\\', '.', '%', ';' or NUL, or a ';' segment; "
-                    "a key with allowed upstreams accepts plain paths only",
+                    "the upstream path holds an encoded '/', '\\', '.', '%', ';' or NUL, a ';' segment, a '%' "
+                    "that is no escape, or escapes that are not UTF-8; a key with allowed upstreams accepts "
+                    "plain paths only",
                 )
         if not self.config.allow_private_upstreams:
             try:
@@ -729,17 +775,24 @@ class Gateway:
         """The client's headers without those that must not travel upstream; every bound header
         exactly as it was verified; then the key's headers, which replace the client's."""
         added = key.header_names
-        connection_listed: set[str] = set()
+        dropped: set[str] = set()  # client headers dropped by name: those Connection lists, and below
         for name, value in scope["headers"]:
             if name == b"connection":
-                connection_listed.update(v.strip(" \t").lower() for v in value.decode("latin-1").split(","))
+                dropped.update(v.strip(" \t").lower() for v in value.decode("latin-1").split(","))
+        # CGI-style servers (WSGI, Rack, PHP) read '_' in a header name as '-': X_Forwarded_For
+        # arrives there as X-Forwarded-For, and X_User_Id beside a bound X-User-Id. So no client
+        # header with '_' goes upstream (nginx's default too), nor one that a bound or key header
+        # with '_' would be read as.
+        if any("_" in name for name in bound) or any("_" in name for name in added):
+            dropped.update(name.replace("_", "-") for name in (*bound, *added))
         out = []
         for raw_name, raw_value in scope["headers"]:
             name = raw_name.decode("latin-1")
             if (
-                name in bound
+                "_" in name
+                or name in bound
                 or name in added
-                or name in connection_listed
+                or name in dropped
                 or name in _NOT_UPSTREAM
                 or name.startswith(_NOT_UPSTREAM_PREFIXES)
             ):
@@ -793,7 +846,6 @@ class Gateway:
         else:
             watcher = asyncio.ensure_future(receive())
             watcher.add_done_callback(on_message)
-        self.metrics.in_flight += 1
         sent_at = time.perf_counter()
         response = None
         try:
@@ -828,8 +880,11 @@ class Gateway:
             headers_out = self._downstream_headers(response.headers, ex, origin, key)
             if tap is not None:
                 tap.start(_header(response.headers, b"content-type"))
-                if tap.strip_usage_chunk:  # the body may shrink: let the server frame it
-                    headers_out = [(k, v) for k, v in headers_out if k.lower() != b"content-length"]
+            # The server frames the body itself when it may shrink (the usage chunk removed); a
+            # 204 or 304 has no body, whatever length the upstream names (a 304 may name one),
+            # and the server would fail the response for the missing bytes.
+            if response.status in (204, 304) or (tap is not None and tap.strip_usage_chunk):
+                headers_out = [(k, v) for k, v in headers_out if k.lower() != b"content-length"]
             await send({"type": "http.response.start", "status": response.status, "headers": headers_out})
             last = False
             try:
@@ -869,13 +924,12 @@ class Gateway:
                 watcher.cancel()
             if response is not None:
                 response.release()  # to the pool after a complete body; mid-stream it drops the connection
-            self.metrics.in_flight -= 1
 
     def _downstream_headers(
         self, headers: list[tuple[bytes, bytes]], ex: _Exchange, origin: str | None, key: KeyConfig | None
     ) -> list[tuple[bytes, bytes]]:
         out = [(name, value) for name, value in headers if _downstream(name.lower())]
-        out.append((b"cache-control", b"no-store"))
+        out.extend(_RELAYED)
         out.append((b"x-request-id", ex.request_id.encode()))
         out.extend(self._cors(origin, key))
         return out
@@ -1069,6 +1123,23 @@ class Body:
         self._budget.used -= self.held
         self.held = 0
         self.data = b""
+
+
+def _at_stream_limit() -> Refusal:
+    return Refusal(503, "at_capacity", "the gateway is at its stream limit; retry shortly", retry_after=1)
+
+
+def _plain_path(path: str) -> bool:
+    """No escape or ';' in ``path`` that an upstream could read as another path (_ENCODED_PATH),
+    and its escapes decode to UTF-8 (no overlong forms)."""
+    if _ENCODED_PATH.search(path):
+        return False
+    if "%" in path:
+        try:
+            unquote_to_bytes(path).decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+    return True
 
 
 def _relayable(status: int, headers: list[tuple[bytes, bytes]]) -> bool:

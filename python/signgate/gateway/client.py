@@ -64,14 +64,20 @@ class ConnectTimeout(UpstreamTimeout):
     sent = False
 
 
+class _Unsolicited(Exception):
+    """Raised from a parser callback: the upstream sent an answer nobody asked for."""
+
+
 class _Connection(asyncio.Protocol):
     """One upstream connection and the response being read on it."""
 
     __slots__ = (
+        "_bodies",
         "_buffer",
         "_buffered",
         "_chunked",
         "_pool",
+        "_stray",
         "_waiter",
         "closed",
         "done",
@@ -121,6 +127,8 @@ class _Connection(asyncio.Protocol):
         self.paused = False
         self._buffer: list[bytes] = []
         self._buffered = 0
+        self._bodies = 0  # parser calls that delivered body bytes
+        self._stray = 0  # bytes read since the head without any body bytes: chunk framing, trailers
         self.last_read = 0.0
 
     # -- asyncio.Protocol ---------------------------------------------------------------------------
@@ -131,17 +139,29 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.received += len(data)
         self.last_read = time.monotonic()
-        if not self.head_done:
+        head_done, bodies = self.head_done, self._bodies
+        if not head_done:
             self.head_size += len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._fail(UpstreamError("the upstream switched protocols"))
         except httptools.HttpParserError:
-            self._fail(UpstreamError("the upstream's answer is not valid HTTP"))
+            if self.done:  # on_message_begin refused a second answer: the first stands, the connection goes
+                self.abort()
+            else:
+                self._fail(UpstreamError("the upstream's answer is not valid HTTP"))
         else:
             if not self.head_done and self.head_size > _MAX_HEAD:
                 self._fail(UpstreamError(f"the upstream's response head exceeds {_MAX_HEAD} bytes"))
+            elif head_done and not self.done and self._bodies == bodies:
+                # Past the head, reads without body bytes are chunk framing or the trailer
+                # section, which llhttp parses (and httptools buffers) without limit.
+                self._stray += len(data)
+                if self._stray > _MAX_HEAD:
+                    self._fail(UpstreamError(f"the upstream sent {_MAX_HEAD} bytes without body bytes"))
+            else:
+                self._stray = 0
 
     def eof_received(self) -> bool:
         return False  # close the transport; connection_lost decides what the end means
@@ -167,7 +187,16 @@ class _Connection(asyncio.Protocol):
 
     # -- llhttp callbacks ---------------------------------------------------------------------------
 
+    def on_message_begin(self) -> None:
+        if self.done:
+            # A second answer after the final one, in the same read or while the connection is
+            # idle: nothing asked for it. Its body would join this answer's (past the length
+            # relayed), or it would answer the next request sent on this connection.
+            raise _Unsolicited
+
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self.head_done:
+            return  # a trailer field: the head has been relayed, and trailers are not
         self.header_bytes += len(name) + len(value) + 4
         lowered = name.lower()
         if lowered == b"content-length":
@@ -195,6 +224,7 @@ class _Connection(asyncio.Protocol):
         self._wake()
 
     def on_body(self, body: bytes) -> None:
+        self._bodies += 1
         if self.no_body:
             return
         self._buffer.append(body)

@@ -9,7 +9,11 @@ requests that are not HTTP with the gateway's JSON error instead of uvicorn's pl
   or of the previous response ending; otherwise the connection is closed (with a 408 if part of
   a head had arrived);
 - a head that grows past ``max_head_bytes`` is answered 431 and the connection closed, without
-  waiting for its end;
+  waiting for its end; so is a chunked body's trailer section (uvicorn would add every trailer
+  field to the request's headers, without limit), whose fields are otherwise dropped;
+- at most :data:`MAX_PIPELINED` requests wait behind the running one: uvicorn parses every
+  pipelined request a read holds (a 256 KiB read holds ten thousand small ones, about 10 MB of
+  state), so a connection that sends more is closed;
 - a response that cannot be written for ``write_timeout`` seconds (the client reads nothing, so
   its socket and the gateway's buffer stay full) drops the connection: otherwise a client that
   stops reading holds its stream, its upstream call and two descriptors until the upstream ends.
@@ -33,7 +37,7 @@ import os
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from .config import GatewayConfig
 
@@ -45,6 +49,24 @@ HEAD_ALLOWANCE = 16 * 1024
 
 #: The scope extension through which the application learns of a lost client connection.
 CLIENT_LOST = "signgate.client_lost"
+
+#: Pipelined requests that may wait behind the running one on a connection. Browsers do not
+#: pipeline; a client that does needs a few at most.
+MAX_PIPELINED = 16
+
+
+class _TooManyPipelined(Exception):
+    """Raised from a parser callback: stops parsing the rest of the read."""
+
+
+class _Dropped(list[tuple[bytes, bytes]]):
+    """Where trailer fields go: nowhere."""
+
+    def append(self, item: tuple[bytes, bytes]) -> None:
+        pass
+
+
+_DROPPED = _Dropped()
 
 
 def _error_response(status: bytes, code: str, message: str) -> bytes:
@@ -74,6 +96,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
     # Slots, not the instance dict: uvicorn's own attributes fill it close to the 30 keys CPython
     # shares between instances, and ours on top made every connection's dict its own (1.3 KB more).
     __slots__ = (
+        "_bodies",
         "_head_bytes",
         "_head_started",
         "_head_timer",
@@ -81,6 +104,8 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         "_in_head",
         "_lost",
         "_on_lost",
+        "_running",
+        "_trailer_bytes",
         "_write_timer",
     )
 
@@ -91,8 +116,11 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._head_started = False  # a byte of that next head has arrived
         self._head_bytes = 0
         self._heads_done = 0
+        self._bodies = 0  # parser calls that delivered body bytes
+        self._trailer_bytes = 0  # bytes read inside a body since its last body bytes
         self._on_lost: Callable[[], None] | None = None  # the running request's callback, if it set one
         self._lost = False
+        self._running: RequestResponseCycle | None = None  # whose application runs (not self.cycle if pipelined)
         self._write_timer: asyncio.TimerHandle | None = None  # armed while writing is paused
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -103,15 +131,35 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._cancel_head_timer()
         self._cancel_write_timer()
         super().connection_lost(exc)
+        # uvicorn marks only the newest cycle disconnected: with a request pipelined behind it,
+        # the running one would return as told (client gone) while uvicorn, thinking it was not,
+        # logged an ERROR and wrote a 500 into the closed transport, which raised.
+        running = self._running
+        if running is not None and not running.response_complete:
+            running.disconnected = True
+            running.message_event.set()
         self._lost = True
         on_lost, self._on_lost = self._on_lost, None
         if on_lost is not None:
             on_lost()
 
     def data_received(self, data: bytes) -> None:
-        in_head_before, heads_before = self._in_head, self._heads_done
+        in_head_before, heads_before, bodies_before = self._in_head, self._heads_done, self._bodies
         super().data_received(data)
-        if self.transport.is_closing() or not self._in_head:
+        if self.transport.is_closing():
+            return
+        if not self._in_head:
+            # Inside a body, reads that bring no body bytes carry chunk framing or the trailer
+            # section: held to the head's limit, as the trailer section is a second head.
+            if self._bodies == bodies_before and heads_before == self._heads_done:
+                self._trailer_bytes += len(data)
+                if self._trailer_bytes > self.max_head_bytes:
+                    logger.info("closed a connection whose chunked trailer section exceeded %d bytes",
+                                self.max_head_bytes)  # fmt: skip
+                    message = f"the request's trailer section exceeds {self.max_head_bytes} bytes"
+                    self._refuse(b"431 Request Header Fields Too Large", "headers_too_large", message)
+            else:
+                self._trailer_bytes = 0
             return
         # Count the reads that began and ended inside the same head. A read that began inside a
         # body (and may end with the start of the next head) is not counted, so a large body is
@@ -129,19 +177,37 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self.scope["extensions"] = {CLIENT_LOST: self._watch_lost}  # type: ignore[dict-item]
 
     def on_headers_complete(self) -> None:
+        if len(self.pipeline) >= MAX_PIPELINED:
+            logger.info("closed a connection that pipelined more than %d requests", MAX_PIPELINED)
+            self.transport.close()
+            raise _TooManyPipelined
         self._cancel_head_timer()
         self._in_head = self._head_started = False
         self._head_bytes = 0
         self._heads_done += 1
         super().on_headers_complete()
+        # uvicorn appends every later field, the body's trailers, to the list the scope holds:
+        # trailers would join the request's headers (RFC 9110 6.5.1 forbids it), and be kept.
+        # Rebinding the list here costs nothing per header, as an on_header override would.
+        self.headers = _DROPPED
+        if not self.pipeline:  # not queued behind another request: it runs now
+            self._running = self.cycle
+
+    def on_body(self, body: bytes) -> None:
+        self._bodies += 1
+        self._trailer_bytes = 0
+        super().on_body(body)
 
     def on_message_complete(self) -> None:
         self._in_head = True
+        self._trailer_bytes = 0
         super().on_message_complete()
 
     def on_response_complete(self) -> None:
         # A request already parsed and queued behind this one (pipelining) needs no deadline.
         waiting = bool(self.pipeline)
+        if waiting:
+            self._running = self.pipeline[-1][0]  # the next to run: uvicorn pops the right end
         super().on_response_complete()
         if not waiting and not self.transport.is_closing():
             self._arm_head_timer()
@@ -201,8 +267,16 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 
     def _refuse(self, status: bytes, code: str, message: str) -> None:
         self._cancel_head_timer()
+        cycle = self.cycle
         # Never write into the middle of an earlier request's response (pipelining): just close.
-        if self.cycle is None or self.cycle.response_complete:
+        # But a refusal of the running request's own body (malformed framing, trailers too
+        # large) before its answer has begun is written, and the application then finds its
+        # client gone, so nothing it sends follows.
+        own_body = not self._in_head and cycle is not None and not cycle.response_started and not self.pipeline
+        if own_body:
+            cycle.disconnected = True
+            cycle.message_event.set()
+        if own_body or cycle is None or cycle.response_complete:
             self.transport.write(_error_response(status, code, message))
         self.transport.close()
 
