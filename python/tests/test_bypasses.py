@@ -23,6 +23,9 @@ from raw_http import Response, exchange, parse_responses, request_bytes
 from servers import HERE, Server, free_port, start_gateway
 
 from signgate import Policy, SignedRequest, Signer
+from signgate.gateway.app import Gateway, _Extensions
+from signgate.gateway.config import KeyConfig
+from signgate.gateway.store import Limits
 
 SECRET = "bypass-test-secret"
 API_KEY = "sk-bypass-test-key"
@@ -313,6 +316,7 @@ def test_routing_and_override_headers_never_reach_the_upstream(plain: Server, up
         "X-Real-IP": "1.2.3.4", "True-Client-IP": "1.2.3.4", "CF-Connecting-IP": "1.2.3.4",
         "X-Signgate-Anything": "1", "X-Original-Host": "evil", "X-Forwarded": "for=1.2.3.4",
         "X-Envoy-Original-Path": "/admin", "X-Envoy-Retry-On": "5xx", "X-Middleware-Subrequest": "middleware",
+        "X-Remote-User": "admin", "Remote-User": "admin", "X-Auth-Request-User": "admin", "X-Webauth-User": "admin",
         # CGI-style servers read '_' as '-'
         "X_Forwarded_For": "1.2.3.4", "X_HTTP_Method_Override": "DELETE", "X_Original_URL": "/admin",
         "X-Kept": "yes",
@@ -520,6 +524,13 @@ def test_limit_scopes_of_different_tenant_and_user_pairs_never_share_a_counter(u
         assert send(first).status == 429  # the same pair again: its own counter is spent
     finally:
         stop(gateway)
+
+
+def test_a_user_of_no_tenant_and_of_an_empty_tenant_have_their_own_counters() -> None:
+    key = KeyConfig("app", ("s",), user_limits=Limits(requests_per_minute=1))
+    alone = Gateway._scopes(key, _Extensions(user="u"))
+    empty_tenant = Gateway._scopes(key, _Extensions(user="u", tenant=""))
+    assert alone[0].id != empty_tenant[0].id
 
 
 WEBSOCKET = [("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Version", "13"),

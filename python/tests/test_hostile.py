@@ -491,6 +491,11 @@ CASES = [
     # sizes
     Case("header block over 16 KiB", _head_with(b"X-Big: " + b"a" * 17000 + b"\r\n"), [(431, "headers_too_large")]),
     Case(
+        "150 empty headers, well within the byte limit",
+        _head_with(b"".join(b"X-H: \r\n" for i in range(150))),
+        [(431, "headers_too_large")],
+    ),
+    Case(
         "600 small headers",
         _head_with(b"".join(b"X-H%d: %s\r\n" % (i, b"v" * 24) for i in range(600))),
         [(431, "headers_too_large")],

@@ -52,6 +52,10 @@ Send = Callable[[Message], Awaitable[None]]
 access_logger = logging.getLogger("signgate.access")
 logger = logging.getLogger("signgate.gateway")
 
+#: Header fields a request may have. A browser sends about twenty; thousands of tiny ones fit in
+#: the byte limit and would each cost the gateway work.
+MAX_HEADER_FIELDS = 100
+
 # Hop-by-hop headers (RFC 9110 7.6.1) and what must never travel upstream from a browser.
 _HOP_BY_HOP = frozenset(
     {
@@ -96,6 +100,12 @@ _NOT_UPSTREAM = _HOP_BY_HOP | {
     "x-remote-ip",
     "x-remote-addr",
     "x-host",
+    # Who the user is, as an authenticating proxy in front of an upstream tells it.
+    "remote-user",
+    "x-remote-user",
+    "x-remote-email",
+    "x-remote-groups",
+    "x-webauth-user",
     # Another method or path than the signed one, for servers and frameworks that honour them.
     "x-http-method-override",
     "x-http-method",
@@ -109,7 +119,7 @@ _NOT_UPSTREAM = _HOP_BY_HOP | {
 }
 # Whole families: signgate's own extensions, the browser's fetch metadata, every forwarding header,
 # and Envoy's controls (original path, retries, timeouts), which it obeys from inside the mesh.
-_NOT_UPSTREAM_PREFIXES = ("x-signgate-", "sec-", "x-forwarded-", "proxy-", "x-envoy-")
+_NOT_UPSTREAM_PREFIXES = ("x-signgate-", "sec-", "x-forwarded-", "proxy-", "x-envoy-", "x-auth-request-")
 # What an upstream's answer may not say to the browser: hop-by-hop and framing headers, whatever
 # speaks for the gateway (its error codes, its request id, the date, CORS, caching), cookies,
 # whatever changes the security of the gateway's origin for every later page (HSTS, Alt-Svc,
@@ -414,7 +424,9 @@ class Gateway:
         headers: dict[str, str] = {}
         repeated: list[str] | None = None
         size = 0
-        for raw_name, raw_value in scope["headers"]:
+        # Too many fields are refused below without reading them (joining repeats costs work).
+        fields = scope["headers"] if len(scope["headers"]) <= MAX_HEADER_FIELDS else ()
+        for raw_name, raw_value in fields:
             size += len(raw_name) + len(raw_value)
             name = raw_name.decode("latin-1")
             value = raw_value.decode("latin-1")
@@ -433,6 +445,8 @@ class Gateway:
         try:
             if size > self.config.max_header_bytes:
                 raise Refusal(431, "headers_too_large", f"request headers exceed {self.config.max_header_bytes} bytes")
+            if not fields and scope["headers"]:
+                raise Refusal(431, "headers_too_large", f"the request has more than {MAX_HEADER_FIELDS} header fields")
             if "upgrade" in headers:
                 raise Refusal(
                     400,
@@ -624,7 +638,9 @@ class Gateway:
         if ext.tenant is not None and key.tenant_limits:
             scopes.append(LimitScope("tenant", scope_id("t", key.id, ext.tenant), key.tenant_limits))
         if ext.user is not None and key.user_limits:
-            scopes.append(LimitScope("user", scope_id("u", key.id, ext.tenant or "", ext.user), key.user_limits))
+            # A user of no tenant and a user of an (empty) tenant are apart: the parts differ in number.
+            parts = (ext.user,) if ext.tenant is None else (ext.tenant, ext.user)
+            scopes.append(LimitScope("user", scope_id("u", key.id, *parts), key.user_limits))
         return scopes
 
     async def _admit(self, ext: _Extensions, scopes: list[LimitScope], ex: _Exchange) -> Admission | None:
