@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: test demo lint typecheck pytest jstest e2e bench fuzz soak clean venv system-deps signway
+.PHONY: test check demo lint typecheck pytest jstest e2e bench fuzz soak clean venv system-deps signway
 
 # Each stamp records the last successful install and re-installs when pyproject.toml changes.
 # The venv's pip is upgraded first: --group (the [dependency-groups] of pyproject.toml) needs 25.1.
@@ -69,6 +69,12 @@ e2e: venv
 	$(BIN)/pytest e2e --screenshot only-on-failure --output e2e/artifacts --durations=0 --durations-min=0.5
 
 test: lint typecheck pytest jstest e2e
+
+# The edit loop: lint, types, the Python tests not marked slow (no soak, fault storm, fuzzing,
+# deployment recipes or Chromium) and the browser helper's unit tests. `make test` runs them all.
+check: lint typecheck system-deps
+	$(BIN)/pytest -m "not slow" -q
+	npm test
 
 # Arguments for the launcher go through ARGS: make demo ARGS="--port 8000" (see python -m demo --help).
 demo: $(VENV)/.demo-installed

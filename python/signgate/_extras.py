@@ -12,7 +12,7 @@ from importlib.util import find_spec
 #: The top-level modules each extra's distributions install (python/tests/test_cli_extras.py
 #: checks this against pyproject.toml).
 MODULES: dict[str, tuple[str, ...]] = {
-    "gateway": ("aiohappyeyeballs", "aiohttp", "httptools", "uvicorn", "uvloop"),
+    "gateway": ("aiohappyeyeballs", "httptools", "httpx", "uvicorn", "uvloop"),
     "redis": ("redis",),
 }
 

@@ -12,11 +12,11 @@ import sys
 
 import uvicorn
 
+from signgate.cli.serve import config_from_argv
 from signgate.gateway import create_app
-from signgate.gateway.cli import _parse_serve_argv, config_from_args
 
 if __name__ == "__main__":
     port, http, separator, *serve_args = sys.argv[1:]
     assert separator == "--", "usage: embedded_gateway.py PORT HTTP -- SERVE-ARGS..."
-    config = config_from_args(_parse_serve_argv(serve_args))
+    config = config_from_argv(serve_args)
     uvicorn.run(create_app(config), host="127.0.0.1", port=int(port), http=http, log_level="warning")

@@ -25,7 +25,7 @@ from servers import Server, start_gateway
 from signgate import Signer
 from signgate.gateway import GatewayConfig, KeyConfig, create_app
 from signgate.gateway.accesslog import AccessLogWriter
-from signgate.gateway.app import _access_line, _Exchange
+from signgate.gateway.exchange import Exchange
 
 SECRET = "access-log-test-secret"
 API_KEY = "sk-access-log-key-never-logged"
@@ -250,8 +250,10 @@ def test_the_line_is_what_json_dumps_writes(
     bytes_out: int,
 ) -> None:
     started = time.perf_counter()
-    ex = _Exchange(request_id, method, started, key_id, host, status, code, bytes_in, bytes_out, ttfb)
-    line = _access_line(ex)
+    ex = Exchange(
+        request_id, method, started, KeyConfig(key_id, ("s",)), None, host, status, code, bytes_in, bytes_out, ttfb
+    )
+    line = ex.log_line()
     entry = json.loads(line)
     assert list(entry) == FIELDS
     expected = {

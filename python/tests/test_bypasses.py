@@ -23,7 +23,7 @@ from raw_http import Response, exchange, parse_responses, request_bytes
 from servers import HERE, Server, free_port, start_gateway
 
 from signgate import Policy, SignedRequest, Signer
-from signgate.gateway.app import Gateway, _Extensions
+from signgate.gateway.admission import Extensions, limit_scopes
 from signgate.gateway.config import KeyConfig
 from signgate.gateway.store import Limits
 
@@ -528,8 +528,8 @@ def test_limit_scopes_of_different_tenant_and_user_pairs_never_share_a_counter(u
 
 def test_a_user_of_no_tenant_and_of_an_empty_tenant_have_their_own_counters() -> None:
     key = KeyConfig("app", ("s",), user_limits=Limits(requests_per_minute=1))
-    alone = Gateway._scopes(key, _Extensions(user="u"))
-    empty_tenant = Gateway._scopes(key, _Extensions(user="u", tenant=""))
+    alone = limit_scopes(key, Extensions(user="u"))
+    empty_tenant = limit_scopes(key, Extensions(user="u", tenant=""))
     assert alone[0].id != empty_tenant[0].id
 
 

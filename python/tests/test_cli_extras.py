@@ -119,7 +119,7 @@ def test_the_setup_really_lacks_the_extra_and_has_the_core(core_only: dict[str, 
 def test_every_command_of_the_extra_names_it_whatever_its_arguments(core_only: dict[str, str], argv: list[str]) -> None:
     out = python_s(core_only, *argv)
     assert out.returncode == 2, out
-    assert HINT in out.stderr and "aiohttp" in out.stderr
+    assert HINT in out.stderr and "uvicorn" in out.stderr
     assert "Traceback" not in out.stderr and "unrecognized arguments" not in out.stderr
     assert out.stdout == ""
     assert "stand-in (offline" not in out.stderr  # no banner before the error
@@ -145,12 +145,12 @@ def test_the_core_commands_work_without_the_extra(core_only: dict[str, str]) -> 
 
 
 def test_a_broken_dependency_is_not_reported_as_a_missing_extra(tmp_path: Path) -> None:
-    """An aiohttp that is installed but fails to import is a real problem, and the user must
+    """An httptools that is installed but fails to import is a real problem, and the user must
     see it as it is: find_spec finds the module, so the CLI imports the gateway and the error
     surfaces with its traceback."""
-    broken = tmp_path / "aiohttp"
+    broken = tmp_path / "httptools"
     broken.mkdir()
-    (broken / "__init__.py").write_text("raise ImportError('this aiohttp is broken on purpose')\n")
+    (broken / "__init__.py").write_text("raise ImportError('this httptools is broken on purpose')\n")
     env = dict(os.environ) | {"PYTHONPATH": str(tmp_path), "SIGNGATE_SECRET": "s"}
     out = subprocess.run(
         [sys.executable, "-m", "signgate", "serve", "--id", "x", "--secret-env", "SIGNGATE_SECRET"],
@@ -161,7 +161,7 @@ def test_a_broken_dependency_is_not_reported_as_a_missing_extra(tmp_path: Path) 
         check=False,
     )
     assert out.returncode != 0
-    assert "this aiohttp is broken on purpose" in out.stderr and "Traceback" in out.stderr
+    assert "this httptools is broken on purpose" in out.stderr and "Traceback" in out.stderr
     assert HINT not in out.stderr
 
 

@@ -12,7 +12,7 @@ from servers import Server, start_gateway
 
 from signgate import Signer
 from signgate.gateway import ConfigError, GatewayConfig, UpstreamPrefix, load_toml
-from signgate.gateway.config import split_url
+from signgate.gateway.upstream import Target
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -156,13 +156,13 @@ def test_several_workers_serve(upstream: Server) -> None:
     ],
 )
 def test_upstream_prefixes_match_origin_and_path_segments(prefix: str, url: str, allowed: bool) -> None:
-    target = split_url(url)
+    target = Target.from_url(url)
     assert target is not None
     assert UpstreamPrefix.parse(prefix, "test").allows(target) is allowed
 
 
 def test_userinfo_is_never_a_target() -> None:
-    assert split_url("https://api.openai.com@evil.example/v1/") is None
+    assert Target.from_url("https://api.openai.com@evil.example/v1/") is None
 
 
 def test_config_repr_hides_secrets() -> None:

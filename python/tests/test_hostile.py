@@ -26,9 +26,9 @@ from raw_http import Response, exchange, fetch, parse_responses, request_bytes
 from servers import HERE, Server, free_port, start_gateway
 
 from signgate import SignedRequest, scheme
-from signgate.gateway.config import split_url
+from signgate.errors import ForbiddenAddress
 from signgate.gateway.protocol import MAX_PIPELINED
-from signgate.gateway.upstream import ForbiddenAddress, check_literal, is_public
+from signgate.gateway.upstream import Target, check_literal, is_public
 
 HEADER_TIMEOUT = 1.0
 CLIENT_TIMEOUT = 1.0
@@ -744,7 +744,7 @@ def test_non_public_address_is_refused_before_connecting(
     url = f"http://{host}:{port}/v1/record"
     normalized = scheme.normalize_upstream(url)
     assert normalized is not None
-    split = split_url(normalized)
+    split = Target.from_url(normalized)
     assert split is not None
     with pytest.raises(ForbiddenAddress):
         check_literal(split[1])

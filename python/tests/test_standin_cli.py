@@ -1,4 +1,4 @@
-"""``python -m signgate.standin`` and the add_arguments/run pair the project CLI wires up."""
+"""``signgate standin`` (and ``python -m signgate.standin``): its options and how it finds its key."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 import signgate.standin
-from signgate.standin import add_arguments, cli, run
+import signgate.standin.server
+from signgate.cli.standin import add_arguments, run
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -59,7 +60,7 @@ def test_unset_key_is_generated_and_never_printed(
         served.update(host=host, port=port, api_key=api_key, delay=delay)
 
     monkeypatch.delenv("STANDIN_API_KEY", raising=False)
-    monkeypatch.setattr(cli, "serve", fake_serve)
+    monkeypatch.setattr(signgate.standin.server, "serve", fake_serve)
     assert run(parse("--delay", "2")) == 0
     out = capsys.readouterr()
     assert len(served["api_key"]) >= 32
@@ -71,7 +72,7 @@ def test_unset_key_is_generated_and_never_printed(
 def test_key_comes_from_the_named_variable(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     served: dict[str, Any] = {}
     monkeypatch.setenv("OTHER_KEY", "sk-from-env-123")
-    monkeypatch.setattr(cli, "serve", lambda *a, **kw: served.update(api_key=a[2]))
+    monkeypatch.setattr(signgate.standin.server, "serve", lambda *a, **kw: served.update(api_key=a[2]))
     run(parse("--api-key-env", "OTHER_KEY"))
     out = capsys.readouterr()
     assert served["api_key"] == "sk-from-env-123"

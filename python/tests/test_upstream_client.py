@@ -22,8 +22,9 @@ from typing import Any
 import pytest
 import uvloop
 
-from signgate.gateway.client import UpstreamError, UpstreamPool, UpstreamTimeout, _Connection
-from signgate.gateway.upstream import ForbiddenAddress
+from signgate.errors import ForbiddenAddress, UpstreamError, UpstreamTimeout
+from signgate.gateway.upstream import Pool, Response, Target
+from signgate.gateway.upstream.connection import Connection
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -74,20 +75,20 @@ async def read_head(reader: asyncio.StreamReader, upstream: Upstream | None = No
     return head
 
 
-def pool(**options: float) -> UpstreamPool:
+def pool(**options: float) -> Pool:
     settings = {"connect_timeout": 2.0, "read_timeout": 5.0, **options}
-    return UpstreamPool(allow_private=True, **settings)
+    return Pool(allow_private=True, **settings)
 
 
-async def fetch(client: UpstreamPool, port: int, method: str = "GET", path: str = "/", body: bytes = b"") -> bytes:
-    response = await client.request(method, "http", "127.0.0.1", port, path, [], body)
+async def fetch(client: Pool, port: int, method: str = "GET", path: str = "/", body: bytes = b"") -> bytes:
+    response = await client.request(method, Target("http", "127.0.0.1", port, path), [], body)
     try:
         chunks = []
         while chunk := await response.read():
             chunks.append(chunk)
         return b"".join(chunks)
     finally:
-        response.release()
+        response.close()
 
 
 def keep_alive_server(upstream_box: list[Upstream]) -> Handler:
@@ -180,12 +181,12 @@ async def test_a_chunked_body_cut_short_is_an_error() -> None:
 
     async with serve(handler) as upstream:
         client = pool()
-        response = await client.request("GET", "http", "127.0.0.1", upstream.port, "/", [], b"")
+        response = await client.request("GET", Target("http", "127.0.0.1", upstream.port, "/"), [], b"")
         assert await response.read() == b"hello"
         assert not response.complete
         with pytest.raises(UpstreamError, match="before the response was complete"):
             await response.read()
-        response.release()
+        response.close()
         await client.close()
 
 
@@ -199,11 +200,11 @@ async def test_head_answers_end_at_their_headers() -> None:
 
     async with serve(handler) as upstream:
         client = pool(read_timeout=1.0)
-        response = await client.request("HEAD", "http", "127.0.0.1", upstream.port, "/", [], b"")
+        response = await client.request("HEAD", Target("http", "127.0.0.1", upstream.port, "/"), [], b"")
         assert response.status == 200
         assert (b"content-length", b"1000") in response.headers
         assert await response.read() == b""
-        response.release()
+        response.close()
         await client.close()
 
 
@@ -217,12 +218,12 @@ async def test_interim_answers_are_skipped() -> None:
 
     async with serve(handler) as upstream:
         client = pool()
-        response = await client.request("POST", "http", "127.0.0.1", upstream.port, "/", [], b"x")
+        response = await client.request("POST", Target("http", "127.0.0.1", upstream.port, "/"), [], b"x")
         assert response.status == 201
         assert response.headers == [(b"content-length", b"4")]
         assert await response.read() == b"done"
         assert response.complete  # known without another read
-        response.release()
+        response.close()
         await client.close()
 
 
@@ -298,7 +299,7 @@ async def test_a_failed_response_is_freed_without_the_cycle_collector() -> None:
             await asyncio.sleep(0.05)  # let the aborted transports report their loss
             gc.set_debug(gc.DEBUG_SAVEALL)
             gc.collect()
-            assert not [o for o in gc.garbage if isinstance(o, _Connection)]
+            assert not [o for o in gc.garbage if isinstance(o, Connection | Response)]
         finally:
             gc.set_debug(0)
             gc.garbage.clear()
@@ -321,7 +322,7 @@ async def test_reading_pauses_while_the_body_waits_for_a_slow_reader() -> None:
 
     async with serve(handler) as upstream:
         client = pool()
-        response = await client.request("GET", "http", "127.0.0.1", upstream.port, "/", [], b"")
+        response = await client.request("GET", Target("http", "127.0.0.1", upstream.port, "/"), [], b"")
         try:
             await asyncio.sleep(0.3)  # the reader takes nothing for a while
             assert response.paused
@@ -332,17 +333,17 @@ async def test_reading_pauses_while_the_body_waits_for_a_slow_reader() -> None:
                 chunks.append(chunk)
             assert b"".join(chunks) == body
         finally:
-            response.release()
+            response.close()
             await client.close()
 
 
 @on_uvloop
 async def test_private_addresses_are_refused_before_connecting() -> None:
     async with serve(keep_alive_server([])) as upstream:
-        client = UpstreamPool(allow_private=False, connect_timeout=2, read_timeout=2)
+        client = Pool(allow_private=False, connect_timeout=2, read_timeout=2)
         for host in ("127.0.0.1", "localhost"):
             with pytest.raises(ForbiddenAddress):
-                await client.request("GET", "http", host, upstream.port, "/", [], b"")
+                await client.request("GET", Target("http", host, upstream.port, "/"), [], b"")
         await client.close()
     assert upstream.connections == 0
 
@@ -351,15 +352,15 @@ async def test_private_addresses_are_refused_before_connecting() -> None:
 async def test_unreachable_and_bad_requests_are_upstream_errors() -> None:
     client = pool(connect_timeout=1.0)
     with pytest.raises(UpstreamError, match=r"could not connect to 127\.0\.0\.1"):
-        await client.request("GET", "http", "127.0.0.1", 9, "/", [], b"")  # the discard port: closed
+        await client.request("GET", Target("http", "127.0.0.1", 9, "/"), [], b"")  # the discard port: closed
     with pytest.raises(UpstreamError, match="cannot resolve"):
-        await client.request("GET", "http", "no-such-host.invalid", 80, "/", [], b"")
+        await client.request("GET", Target("http", "no-such-host.invalid", 80, "/"), [], b"")
     with pytest.raises(UpstreamError, match="line break"):
-        await client.request("GET", "http", "127.0.0.1", 9, "/", [("x-a", "1\r\nx-b: 2")], b"")
+        await client.request("GET", Target("http", "127.0.0.1", 9, "/"), [("x-a", "1\r\nx-b: 2")], b"")
     with pytest.raises(UpstreamError, match="outside Latin-1"):
-        await client.request("GET", "http", "127.0.0.1", 9, "/", [("x-a", "\u2603")], b"")
+        await client.request("GET", Target("http", "127.0.0.1", 9, "/"), [("x-a", "\u2603")], b"")
     with pytest.raises(UpstreamError, match="whitespace"):
-        await client.request("GET", "http", "127.0.0.1", 9, "/a b", [], b"")
+        await client.request("GET", Target("http", "127.0.0.1", 9, "/a b"), [], b"")
     await client.close()
 
 
@@ -384,18 +385,18 @@ async def test_https_verifies_the_certificate_against_the_host_name(certificate:
     box: list[Upstream] = []
     async with serve(keep_alive_server(box), server_context) as upstream:
         box.append(upstream)
-        client = UpstreamPool(allow_private=True, connect_timeout=2, read_timeout=2, ssl_context=trusting)
+        client = Pool(allow_private=True, connect_timeout=2, read_timeout=2, ssl_context=trusting)
         for _ in range(2):
-            response = await client.request("GET", "https", "localhost", upstream.port, "/", [], b"")
+            response = await client.request("GET", Target("https", "localhost", upstream.port, "/"), [], b"")
             assert await response.read() == b"ok"
             assert await response.read() == b""
-            response.release()
+            response.close()
         assert upstream.connections == 1
         assert upstream.requests[0].startswith(b"GET / HTTP/1.1\r\nhost: localhost:%d\r\n" % upstream.port)
         with pytest.raises(UpstreamError, match=r"could not connect to 127\.0\.0\.1"):  # the name is not 127.0.0.1
-            await client.request("GET", "https", "127.0.0.1", upstream.port, "/", [], b"")
+            await client.request("GET", Target("https", "127.0.0.1", upstream.port, "/"), [], b"")
         await client.close()
-        untrusting = UpstreamPool(allow_private=True, connect_timeout=2, read_timeout=2)
+        untrusting = Pool(allow_private=True, connect_timeout=2, read_timeout=2)
         with pytest.raises(UpstreamError, match="could not connect to localhost"):  # self-signed
-            await untrusting.request("GET", "https", "localhost", upstream.port, "/", [], b"")
+            await untrusting.request("GET", Target("https", "localhost", upstream.port, "/"), [], b"")
         await untrusting.close()

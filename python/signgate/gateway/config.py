@@ -9,24 +9,24 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from .. import scheme
+from ..errors import ConfigError
 from . import storeurl
 from .store import Limits
+from .upstream.models import Target
 from .usage import UsageRecord
+
+__all__ = ["ConfigError", "GatewayConfig", "KeyConfig", "UpstreamPrefix", "load_toml"]
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _SIZE = re.compile(r"(\d+)\s*(|b|k|kb|kib|m|mb|mib)", re.I)
 _UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 2**20, "mb": 2**20, "mib": 2**20}
-
-
-class ConfigError(ValueError):
-    """Configuration that cannot work; the message names where and what."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,14 +43,14 @@ class UpstreamPrefix:
         url = scheme.normalize_upstream(text)
         if url is None or not url.startswith(("http://", "https://")):
             raise ConfigError(f"{where}: {text!r} is not an http(s) URL prefix, e.g. 'https://api.openai.com/v1/'")
-        parsed = split_url(url)
+        parsed = Target.from_url(url)
         if parsed is None:
             raise ConfigError(f"{where}: {text!r} must not hold a user name or password")
         if "?" in url or "#" in url:
             raise ConfigError(f"{where}: {text!r} must not hold a query or fragment")
         return cls(*parsed[:3], parsed[3].split("?", 1)[0])
 
-    def allows(self, target: tuple[str, str, int, str]) -> bool:
+    def allows(self, target: Target) -> bool:
         target_scheme, host, port, path = target
         if (target_scheme, host, port) != (self.scheme, self.host, self.port):
             return False
@@ -62,23 +62,6 @@ class UpstreamPrefix:
         default = 443 if self.scheme == "https" else 80
         port = "" if self.port == default else f":{self.port}"
         return f"{self.scheme}://{self.host}{port}{self.path}"
-
-
-def split_url(url: str) -> tuple[str, str, int, str] | None:
-    """(scheme, host, port, path+query) of a normalised http(s) URL; None if it has userinfo."""
-    scheme_, rest = url.split("://", 1)
-    slash = rest.find("/")
-    authority, path = (rest, "/") if slash < 0 else (rest[:slash], rest[slash:])
-    if "@" in authority:
-        return None
-    path = path.split("#", 1)[0]
-    if authority.startswith("["):
-        end = authority.index("]")
-        host, port_text = authority[1:end], authority[end + 2 :]
-    else:
-        host, _, port_text = authority.partition(":")
-    port = int(port_text) if port_text else (443 if scheme_ == "https" else 80)
-    return scheme_, host, port, path
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,8 +229,9 @@ def parse_limits(table: Any, where: str) -> Limits:
     return Limits(**{name: _positive(value, f"{where}.{name}", int) for name, value in table.items()})
 
 
-def parse_limit_flag(spec: str, limits: dict[str, dict[str, int]]) -> None:
-    """``user.requests_per_minute=10`` into ``limits["user"]["requests_per_minute"] = 10``."""
+def parse_limit_flag(spec: str, table: dict[str, Any]) -> None:
+    """``--limit user.requests_per_minute=10`` into a key's ``limits`` table:
+    ``table["user"]["requests_per_minute"] = 10`` (a ``key.`` limit goes in the table itself)."""
     name, sep, value = spec.partition("=")
     scope, dot, limit = name.strip().partition(".")
     if not sep or not dot or scope not in _LIMIT_SCOPES or limit not in Limits.__dataclass_fields__:
@@ -255,9 +239,9 @@ def parse_limit_flag(spec: str, limits: dict[str, dict[str, int]]) -> None:
             f"--limit {spec!r} must look like SCOPE.LIMIT=N with SCOPE in {list(_LIMIT_SCOPES)} "
             f"and LIMIT in {sorted(Limits.__dataclass_fields__)}"
         )
-    if not value.strip().isdigit() or int(value) < 1:
+    if not (value.strip().isascii() and value.strip().isdigit()) or int(value) < 1:
         raise ConfigError(f"--limit {spec!r}: N must be a positive whole number")
-    limits.setdefault(scope, {})[limit] = int(value)
+    (table if scope == "key" else table.setdefault(scope, {}))[limit] = int(value)
 
 
 def limits_by_scope(tables: dict[str, Any], where: str) -> dict[str, Limits]:
@@ -311,45 +295,57 @@ def load_toml(path: str | Path, base: GatewayConfig | None = None) -> GatewayCon
     if not isinstance(keys, dict):
         raise ConfigError(f"{where}: [keys] must be tables like [keys.my-app]")
     for key_id, table in keys.items():
-        config = config.with_key(_key_from_table(key_id, table, f"{where}: keys.{key_id}"))
+        config = config.with_key(key_from_table(key_id, table, f"{where}: keys.{key_id}"))
     return config
 
 
-def _key_from_table(key_id: str, table: Any, where: str) -> KeyConfig:
+def key_from_table(
+    key_id: str,
+    table: Any,
+    where: str,
+    *,
+    labels: Mapping[str, str] | None = None,
+    literal_headers: Sequence[tuple[str, str]] = (),
+) -> KeyConfig:
+    """The one way a key is built, from a ``[keys.<id>]`` table or from ``signgate serve``'s flags
+    (turned into such a table). ``where`` starts every error message; ``labels`` name a field the
+    way the user wrote it (``secret_env`` as ``--secret-env``); ``literal_headers`` are added
+    as given, without ``${VAR}`` expansion (``--header``). Raises ConfigError."""
+    label = {field: f"{where}.{field}" for field in _KEY_FIELDS} | dict(labels or {})
     check_key_id(key_id, where)
     if not isinstance(table, dict):
         raise ConfigError(f"{where}: must be a table")
     unknown = set(table) - _KEY_FIELDS
     if unknown:
         raise ConfigError(f"{where}: unknown field(s) {sorted(unknown)}; known: {sorted(_KEY_FIELDS)}")
-    secrets = _str_list(table.get("secrets", []), f"{where}.secrets")
-    for var in _str_list(table.get("secret_env", []), f"{where}.secret_env"):
-        secrets.append(expand_env("${" + var + "}", f"{where}.secret_env"))
+    secrets = _str_list(table.get("secrets", []), label["secrets"])
+    for var in _str_list(table.get("secret_env", []), label["secret_env"]):
+        secrets.append(expand_env("${" + var + "}", label["secret_env"]))
     if not secrets or not all(secrets):
         raise ConfigError(f'{where}: needs at least one non-empty secret (secrets = [...] or secret_env = ["VAR"])')
     headers_table = table.get("headers", {})
     if not isinstance(headers_table, dict):
-        raise ConfigError(f'{where}.headers: must be a table of name = "value"')
-    headers = tuple(
-        check_header(name, expand_env(str(value), f"{where}.headers.{name}"), f"{where}.headers")
+        raise ConfigError(f'{label["headers"]}: must be a table of name = "value"')
+    headers = [
+        check_header(name, expand_env(str(value), f"{label['headers']} {name}"), label["headers"])
         for name, value in headers_table.items()
-    )
+    ]
+    headers += [check_header(name, value, "--header") for name, value in literal_headers]
     uppers = tuple(
-        UpstreamPrefix.parse(p, f"{where}.allow_upstreams")
-        for p in _str_list(table.get("allow_upstreams", []), f"{where}.allow_upstreams")
+        UpstreamPrefix.parse(p, label["allow_upstreams"])
+        for p in _str_list(table.get("allow_upstreams", []), label["allow_upstreams"])
     )
     origins = tuple(
-        check_origin(o, f"{where}.cors_origins")
-        for o in _str_list(table.get("cors_origins", []), f"{where}.cors_origins")
+        check_origin(o, label["cors_origins"]) for o in _str_list(table.get("cors_origins", []), label["cors_origins"])
     )
     max_expires = table.get("max_expires")
-    limits = limits_by_scope(table.get("limits", {}), f"{where}.limits")
+    limits = limits_by_scope(table.get("limits", {}), label["limits"])
     return KeyConfig(
         id=key_id,
         secrets=tuple(secrets),
-        headers=headers,
+        headers=tuple(headers),
         allow_upstreams=uppers,
         cors_origins=origins,
-        max_expires=None if max_expires is None else _positive(max_expires, f"{where}.max_expires", int),
+        max_expires=None if max_expires is None else _positive(max_expires, label["max_expires"], int),
         **limits,
     )

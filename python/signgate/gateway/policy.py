@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import SigngateError
+from ..errors import PolicyViolation
 from ..extensions import PolicyRules, canonical_json, sha256_hex
 from ..strict_json import Spellings, check_spelling
 
@@ -75,18 +75,6 @@ _TYPES = frozenset(
     }
 )  # fmt: skip
 _ENUM_VALUES = {"role": _ROLES, "type": _TYPES}
-
-
-class PolicyViolation(SigngateError):
-    """The body breaks a rule; ``rule`` names it (models, max_tokens, system_prompt, ...)."""
-
-    code = "policy_violation"
-    status = 403
-
-    def __init__(self, rule: str, message: str) -> None:
-        super().__init__(message)
-        self.rule = rule
-        self.message = message
 
 
 def _text(content: Any) -> str | None:

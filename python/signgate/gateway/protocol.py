@@ -18,14 +18,20 @@ requests that are not HTTP with the gateway's JSON error instead of uvicorn's pl
   its socket and the gateway's buffer stay full) drops the connection: otherwise a client that
   stops reading holds its stream, its upstream call and two descriptors until the upstream ends.
 
-All three are class attributes, set once per process by :func:`configure` before serving, because
-uvicorn builds the protocol itself (and, with several workers, in each worker process).
+uvicorn builds the protocol itself (in each worker process), so the limits are class attributes
+of a subclass :func:`protocol_class` makes for one configuration.
 
-It also tells the application the moment the client's connection is lost, through the scope
-extension ``signgate.client_lost`` (:data:`CLIENT_LOST`): a function that registers a callback
-(or ``None`` to drop it) and returns True, keeping nothing, if the connection is already lost.
-Under a bare ASGI server the gateway must keep a task waiting in ``receive()`` for
-``http.disconnect`` on every stream; this costs nothing until the loss.
+It also gives each request two scope extensions (see :mod:`.asgi`): ``signgate.client_lost``
+tells the application the moment the client's connection is lost (under a bare ASGI server the
+gateway keeps a task waiting in ``receive()`` for ``http.disconnect`` instead), and
+``signgate.abort`` lets it break a response off on purpose (an upstream that broke mid-answer),
+closing the connection without the final chunk and without the ERROR uvicorn logs for an
+application that returns with its response unfinished.
+
+This module reads uvicorn's internals (the parser callbacks, ``pipeline``, ``headers``, the
+request cycle's ``response_started``, ``response_complete``, ``disconnected`` and
+``message_event``), so uvicorn's version is pinned in pyproject.toml, and
+python/tests/test_protocol.py fails, naming what moved, when a release changes any of them.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from typing import Any, ClassVar
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
+from .asgi import ABORT, CLIENT_LOST
 from .config import GatewayConfig
 
 logger = logging.getLogger("signgate.gateway")
@@ -46,9 +53,6 @@ logger = logging.getLogger("signgate.gateway")
 #: Room for the request line (a signed URL carries its upstream URL, percent-encoded) and the
 #: header framing, on top of ``max_header_bytes`` which counts names and values only.
 HEAD_ALLOWANCE = 16 * 1024
-
-#: The scope extension through which the application learns of a lost client connection.
-CLIENT_LOST = "signgate.client_lost"
 
 #: Pipelined requests that may wait behind the running one on a connection. Browsers do not
 #: pipeline; a client that does needs a few at most.
@@ -174,7 +178,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         self._head_started = True
         super().on_message_begin()
-        self.scope["extensions"] = {CLIENT_LOST: self._watch_lost}  # type: ignore[dict-item]
+        self.scope["extensions"] = {CLIENT_LOST: self._watch_lost, ABORT: self._abort}  # type: ignore[dict-item]
 
     def on_headers_complete(self) -> None:
         if len(self.pipeline) >= MAX_PIPELINED:
@@ -234,6 +238,19 @@ class GatewayHttpProtocol(HttpToolsProtocol):
     def send_400_response(self, msg: str) -> None:
         self._refuse(b"400 Bad Request", "malformed", "the request is not valid HTTP/1.1")
 
+    def _unsupported_upgrade_warning(self) -> None:
+        # uvicorn logs two warnings for each upgrade request; the application refuses it in JSON
+        # (400 upgrade_not_supported), and a client may send as many as it likes.
+        logger.debug("an upgrade request reached the gateway, which speaks HTTP/1.1 only")
+
+    def _abort(self) -> None:
+        # The running request's response is broken off on purpose: no final chunk, and for uvicorn
+        # a client that is gone, so it logs no ERROR for the unfinished response.
+        running = self._running
+        if running is not None:
+            running.disconnected = True
+        self.transport.close()
+
     def _watch_lost(self, callback: Callable[[], None] | None) -> bool:
         # Requests on one connection run one at a time (pipelined ones wait their turn), and each
         # drops its callback when it ends, so one slot is enough. A client that left before the
@@ -281,9 +298,13 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
-def configure(config: GatewayConfig) -> type[GatewayHttpProtocol]:
-    """Set this process's head limits from ``config``; returns the class to give uvicorn as ``http``."""
-    GatewayHttpProtocol.header_timeout = config.header_timeout
-    GatewayHttpProtocol.max_head_bytes = config.max_header_bytes + HEAD_ALLOWANCE
-    GatewayHttpProtocol.write_timeout = config.client_timeout
-    return GatewayHttpProtocol
+def protocol_class(config: GatewayConfig) -> type[GatewayHttpProtocol]:
+    """The protocol class for ``config``'s limits, to give uvicorn as ``http``. A subclass of its
+    own, so two configurations in one process (tests, an embedding application) never share it."""
+    attributes: dict[str, Any] = {
+        "__slots__": (),
+        "header_timeout": config.header_timeout,
+        "max_head_bytes": config.max_header_bytes + HEAD_ALLOWANCE,
+        "write_timeout": config.client_timeout,
+    }
+    return type("ConfiguredGatewayHttpProtocol", (GatewayHttpProtocol,), attributes)

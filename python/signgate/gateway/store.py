@@ -22,15 +22,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import StoreError
 from . import storeurl
 
 logger = logging.getLogger("signgate.store")
 
+__all__ = ["Admission", "Limits", "MemoryStore", "Nonce", "RedisStore", "Scope", "Store", "StoreError"]
+
 LIMIT_NAMES = ("requests_per_minute", "concurrent_streams", "tokens_per_day")
-
-
-class StoreUnavailable(Exception):
-    """The store could not be reached or answered with an error."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,7 +288,7 @@ class RedisStore(Store):
         try:
             index, which = await self._script(keys=self._keys(nonce, scopes, now), args=args)
         except Exception as exc:  # redis raises many kinds; all mean the store failed us
-            raise StoreUnavailable(f"{type(exc).__name__}") from None
+            raise StoreError(f"{type(exc).__name__}") from None
         index, which = int(index), int(which)
         if index == -1:
             return Admission(admitted=False, replayed=True)
@@ -327,7 +326,7 @@ class RedisStore(Store):
                         pipe.expire(key, 2 * 86400)
                 await pipe.execute()
         except Exception as exc:
-            raise StoreUnavailable(type(exc).__name__) from None
+            raise StoreError(type(exc).__name__) from None
 
     def _ensure_refresher(self) -> None:
         if self._refresher is None or self._refresher.done():

@@ -17,6 +17,10 @@ import re
 from dataclasses import dataclass
 from urllib.parse import unquote
 
+from ..errors import StoreURLError
+
+__all__ = ["StoreURL", "StoreURLError", "parse", "shown"]
+
 _SINGLE = re.compile(r"(redis|rediss|unix)://\S+")
 _MULTI = re.compile(r"(redis\+cluster|redis\+sentinel)://(?:([^@/?#]*)@)?([^/?#]*)([^?#]*)(.*)", re.S)
 _NODE = re.compile(r"\[([0-9A-Fa-f:.]+)\](?::(\d+))?|([^\s\[\]:,]+)(?::(\d+))?")
@@ -25,10 +29,6 @@ EXAMPLES = (
     "'memory', redis://127.0.0.1:6379/0, redis+cluster://10.0.0.1:6379,10.0.0.2:6379 "
     "or redis+sentinel://10.0.0.1:26379,10.0.0.2:26379/mymaster/0"
 )
-
-
-class StoreURLError(ValueError):
-    """A store URL that cannot work; the message names the part and never shows a password."""
 
 
 @dataclass(frozen=True, slots=True)

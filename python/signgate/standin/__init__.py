@@ -7,8 +7,6 @@ uvicorn. See ``docs/standin.md``.
 """
 
 from .answers import respond as respond
-from .cli import add_arguments as add_arguments
-from .cli import run as run
 from .model import PLAIN_ANSWER as PLAIN_ANSWER
 from .model import extract as extract
 from .model import reply as reply
@@ -21,11 +19,9 @@ __all__ = [
     "PLAIN_ANSWER",
     "StandinApp",
     "Stats",
-    "add_arguments",
     "create_app",
     "extract",
     "reply",
     "respond",
-    "run",
     "serve",
 ]

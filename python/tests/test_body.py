@@ -1,4 +1,4 @@
-"""The gateway's cheaper body deadline behaves as the asyncio.timeout it replaces."""
+"""The body step's deadline behaves as the asyncio.timeout it replaces."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ import asyncio
 
 import pytest
 
-from signgate.gateway.app import _Deadline
+from signgate.gateway.body import Deadline
 
 
 def test_the_deadline_raises_timeout_error_and_leaves_the_task_uncancelled() -> None:
     async def main() -> None:
-        with pytest.raises(TimeoutError), _Deadline(0.01):
+        with pytest.raises(TimeoutError), Deadline(0.01):
             await asyncio.sleep(5)
         task = asyncio.current_task()
         assert task is not None and task.cancelling() == 0
@@ -22,7 +22,7 @@ def test_the_deadline_raises_timeout_error_and_leaves_the_task_uncancelled() -> 
 
 def test_the_deadline_does_nothing_when_the_block_is_quick() -> None:
     async def main() -> None:
-        with _Deadline(0.05):
+        with Deadline(0.05):
             await asyncio.sleep(0)
         await asyncio.sleep(0.1)  # the timer was cancelled: this sleep is not cut short
 
@@ -33,7 +33,7 @@ def test_a_cancellation_from_elsewhere_still_propagates() -> None:
     """As with asyncio.timeout: shutdown cancelling the request is not a client timeout."""
 
     async def read() -> None:
-        with _Deadline(5):
+        with Deadline(5):
             await asyncio.sleep(5)
 
     async def main() -> None:
@@ -51,7 +51,7 @@ def test_a_cancellation_from_elsewhere_in_the_same_step_as_the_expiry_still_prop
         loop = asyncio.get_running_loop()
 
         async def read() -> None:
-            with _Deadline(0):
+            with Deadline(0):
                 await loop.create_future()
 
         task = asyncio.ensure_future(read())

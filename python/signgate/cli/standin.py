@@ -1,8 +1,5 @@
-"""``signgate standin``: run the offline stand-in from the command line.
-
-The project's CLI wires :func:`add_arguments` and :func:`run` into a sub-command;
-``python -m signgate.standin`` does the same on its own.
-"""
+"""``signgate standin``: run the offline stand-in model (OpenAI, Anthropic and Gemini APIs; NOT a
+language model)."""
 
 from __future__ import annotations
 
@@ -12,8 +9,15 @@ import re
 import secrets
 import sys
 
-from .. import _extras
-from .server import DEFAULT_CHUNK_DELAY, check_delay, serve
+from ..standin.server import DEFAULT_CHUNK_DELAY, check_delay
+
+SUMMARY = "run the offline stand-in model: OpenAI, Anthropic and Gemini APIs, NOT a language model"
+EXTRA = "gateway"  # it runs under uvicorn
+DESCRIPTION = (
+    "A server for OpenAI Chat Completions and Responses, Anthropic Messages and Google Gemini whose 'model' is "
+    "a deterministic parser driven by the request's JSON schema (a response format or a function's "
+    "parameters). For demos and tests without an LLM; see docs/standin.md."
+)
 
 DEFAULT_KEY_ENV = "STANDIN_API_KEY"
 DEFAULT_PORT = 8787
@@ -58,14 +62,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Serve until interrupted; the exit status. The API key is never printed.
+    """Serve until interrupted; the exit status. The API key is never printed."""
+    from ..standin.server import serve
 
-    Without the gateway extra (the server runs under uvicorn) it says how to install it and
-    returns 2, before printing anything else."""
-    missing = _extras.missing("gateway")
-    if missing:
-        print(f"signgate standin: error: {_extras.missing_message('gateway', missing)}", file=sys.stderr)
-        return 2
     key = os.environ.get(args.api_key_env, "")
     if not key:
         key = secrets.token_urlsafe(32)
@@ -82,13 +81,3 @@ def run(args: argparse.Namespace) -> int:
     )
     serve(args.host, args.port, key, args.delay, args.chunk_delay, log_level=args.log_level)
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m signgate.standin",
-        description="Offline stand-in for the OpenAI, Anthropic and Gemini APIs: fills JSON schemas from plain "
-        "words. Not a language model.",
-    )
-    add_arguments(parser)
-    return run(parser.parse_args(argv))

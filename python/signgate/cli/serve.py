@@ -1,39 +1,33 @@
-"""``signgate serve``: run the gateway under uvicorn."""
+"""``signgate serve``: the gateway's flags, turned into a configuration, then served.
+
+The flags build the same :class:`~signgate.gateway.config.GatewayConfig` a TOML file does (one key
+through :func:`~signgate.gateway.config.key_from_table`, as a ``[keys.<id>]`` table would), and
+:func:`signgate.gateway.serve.serve` runs it; nothing of the gateway is imported until then, so
+the flags parse (and ``--help`` shows) without the gateway extra.
+"""
 
 from __future__ import annotations
 
 import argparse
-import gc
-import json
-import logging
-import os
 import sys
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import _extras
-from ..cli import CommandError, parse_header, secret_from_env
-from .accesslog import AccessLogWriter
-from .config import (
-    ConfigError,
-    GatewayConfig,
-    KeyConfig,
-    UpstreamPrefix,
-    check_header,
-    check_key_id,
-    check_origin,
-    check_store,
-    check_webhook,
-    expand_env,
-    load_toml,
-    parse_limit_flag,
-    parse_size,
+from ..errors import CommandError, ConfigError
+from .common import parse_header
+
+if TYPE_CHECKING:
+    from ..gateway.config import GatewayConfig, KeyConfig
+
+SUMMARY = "run the gateway: verify signed URLs, add the API key, stream the answer back"
+EXTRA = "gateway"
+DESCRIPTION = (
+    "Run the gateway. Each request must carry a valid SW1 signature; it is forwarded to the signed upstream "
+    "with the key's headers added, and the answer is streamed back."
 )
-from .store import Limits
-
-_ARGV_ENV = "_SIGNGATE_SERVE_ARGV"
-
-SERVE_EPILOG = """\
+EPILOG = """\
 examples:
   # Signway-compatible (the secret and the API key end up in the process list; prefer the next form)
   signgate serve my-id my-secret --header 'Authorization: Bearer sk-...'
@@ -49,15 +43,7 @@ examples:
 """
 
 
-def add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "serve",
-        help="run the gateway: verify signed URLs, add the API key, stream the answer back",
-        description="Run the gateway. Each request must carry a valid SW1 signature; it is forwarded to the "
-        "signed upstream with the key's headers added, and the answer is streamed back.",
-        epilog=SERVE_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("key_id", nargs="?", metavar="ID", help="key id (Signway-compatible form)")
     p.add_argument("secret", nargs="?", metavar="SECRET", help="its secret (Signway-compatible form; visible in ps)")
     key = p.add_argument_group("one key from flags")
@@ -171,11 +157,47 @@ def add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--no-access-log", action="store_true", help="do not write JSON access log lines")
-    p.set_defaults(run=run_serve, command="serve")
+
+
+def run(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    if args.header:
+        print(
+            "signgate serve: warning: --header puts its value in the process list; prefer --header-env "
+            "'Name=... ${VAR}' for API keys",
+            file=sys.stderr,
+        )
+    if config.store and config.store != "memory":
+        missing = _extras.missing("redis")
+        if missing:
+            raise CommandError(
+                f"--store {config.store.split(':', 1)[0]}://... {_extras.missing_message('redis', missing)}"
+            )
+    from ..gateway.serve import serve
+
+    serve(config, host=args.host, port=args.port, log_level=args.log_level, access_log=not args.no_access_log)
+    return 0
+
+
+def config_from_argv(argv: Sequence[str]) -> GatewayConfig:
+    """The configuration ``signgate serve ARGV...`` would serve (for code that embeds the gateway
+    with the same flags)."""
+    parser = argparse.ArgumentParser(prog="signgate serve")
+    add_arguments(parser)
+    return config_from_args(parser.parse_args(list(argv)))
 
 
 def config_from_args(args: argparse.Namespace) -> GatewayConfig:
-    """Build and validate the configuration; raises ConfigError or CommandError naming the problem."""
+    """Build and validate the configuration; raises CommandError naming the problem."""
+    try:
+        return _config(args)
+    except ConfigError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _config(args: argparse.Namespace) -> GatewayConfig:
+    from ..gateway.config import GatewayConfig, check_origin, check_store, check_webhook, load_toml, parse_size
+
     config = load_toml(args.config) if args.config else GatewayConfig()
     changes: dict[str, Any] = {}
     for name in (
@@ -215,9 +237,9 @@ def config_from_args(args: argparse.Namespace) -> GatewayConfig:
     key = _key_from_flags(args)
     if key is not None:
         config = config.with_key(key)
-    elif args.header or args.header_env or args.allow_upstream or args.secret_env:
+    elif args.header or args.header_env or args.allow_upstream or args.secret_env or args.limit:
         raise CommandError(
-            "--header, --header-env, --allow-upstream and --secret-env need a key: give --id ID or ID SECRET"
+            "--header, --header-env, --allow-upstream, --secret-env and --limit need a key: give --id ID or ID SECRET"
         )
     if not config.keys:
         raise CommandError("no keys configured: give ID SECRET, --id ID --secret-env VAR, or --config FILE")
@@ -231,152 +253,38 @@ def config_from_args(args: argparse.Namespace) -> GatewayConfig:
 
 
 def _key_from_flags(args: argparse.Namespace) -> KeyConfig | None:
+    """The key the flags describe, built as its ``[keys.<id>]`` table would be."""
+    from ..gateway.config import key_from_table, parse_limit_flag
+
     if args.key_id and args.flag_id:
         raise CommandError("give the key id once: either ID SECRET or --id ID")
     key_id = args.key_id or args.flag_id
     if key_id is None:
         return None
-    check_key_id(key_id, "ID")
-    secrets = [args.secret] if args.secret else []
-    secrets += [secret_from_env(var) for var in args.secret_env]
-    if not secrets:
+    if not args.secret and not args.secret_env:
         raise CommandError(f"key {key_id!r} has no secret: give it as SECRET or with --secret-env VAR")
-    headers = [check_header(*parse_header(h), "--header") for h in args.header]
+    headers: dict[str, str] = {}
     for spec in args.header_env:
         name, sep, template = spec.partition("=")
         if not sep:
             raise CommandError(f"--header-env {spec[:40]!r} must look like 'Name=template with ${{VAR}}'")
-        headers.append(check_header(name.strip(), expand_env(template, f"--header-env {name.strip()}"), "--header-env"))
-    uppers = tuple(UpstreamPrefix.parse(p, "--allow-upstream") for p in args.allow_upstream)
-    limits: dict[str, dict[str, int]] = {}
+        headers[name.strip()] = template
+    limits: dict[str, Any] = {}
     for spec in args.limit:
         parse_limit_flag(spec, limits)
-    return KeyConfig(
-        id=key_id,
-        secrets=tuple(secrets),
-        headers=tuple(headers),
-        allow_upstreams=uppers,
-        limits=Limits(**limits.get("key", {})),
-        tenant_limits=Limits(**limits.get("tenant", {})),
-        user_limits=Limits(**limits.get("user", {})),
-    )
-
-
-def _logging_config(level: str) -> dict[str, Any]:
-    """Errors and warnings to standard error. The access log bypasses logging: see _access_log."""
-    return {
-        "version": 1,
-        "disable_existing_loggers": False,
-        "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-        "handlers": {
-            "stderr": {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stderr"},
-        },
-        "loggers": {
-            "uvicorn": {"handlers": ["stderr"], "level": level.upper(), "propagate": False},
-            "uvicorn.error": {"handlers": ["stderr"], "level": level.upper(), "propagate": False},
-            # uvicorn's access log prints the query string, which holds the signature: never enable it.
-            "uvicorn.access": {"handlers": [], "level": "CRITICAL", "propagate": False},
-            "signgate": {"handlers": ["stderr"], "level": level.upper(), "propagate": False},
-            "signgate.access": {"handlers": [], "level": "CRITICAL", "propagate": False},
-        },
+    table = {
+        "secrets": [args.secret] if args.secret else [],
+        "secret_env": list(args.secret_env),
+        "headers": headers,
+        "allow_upstreams": list(args.allow_upstream),
+        "limits": limits,
     }
-
-
-def _access_log(args: argparse.Namespace) -> AccessLogWriter | None:
-    """The access log of a serving process: JSON lines on standard output, batched per loop
-    iteration, unless --no-access-log."""
-    return None if args.no_access_log else AccessLogWriter()
-
-
-def _parse_serve_argv(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="signgate")
-    add_serve(parser.add_subparsers())
-    return parser.parse_args(["serve", *argv])
-
-
-def worker_app() -> Any:
-    """uvicorn's factory in each worker process: rebuild the configuration from the same argv."""
-    from .app import create_app
-    from .protocol import configure
-
-    args = _parse_serve_argv(json.loads(os.environ[_ARGV_ENV]))
-    config = config_from_args(args)
-    configure(config)  # this worker's protocol class: uvicorn builds it, so its limits are set here
-    app = create_app(config, access_log=_access_log(args))
-    _tune_gc()
-    return app
-
-
-def _tune_gc() -> None:
-    """Keep CPython's cycle collector from re-walking every open stream, in a serving process.
-
-    Each stream holds a few hundred objects for seconds or minutes. With the default thresholds
-    the collector walks all of them again each time the live set grows by a quarter: 9,000 streams
-    spent a third of the gateway's CPU in gc, which found no cycles at all. Objects from start-up
-    are frozen out of collections, and the young generation is collected after 10,000 net
-    allocations instead of 700; cycles are still collected.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(10_000, 10, 10)
-
-
-def run_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from .app import create_app
-    from .protocol import configure
-
-    try:
-        config = config_from_args(args)
-    except ConfigError as exc:
-        raise CommandError(str(exc)) from None
-    if args.header:
-        print(
-            "signgate serve: warning: --header puts its value in the process list; prefer --header-env "
-            "'Name=... ${VAR}' for API keys",
-            file=sys.stderr,
-        )
-    if config.store and config.store != "memory":
-        missing = _extras.missing("redis")
-        if missing:
-            raise CommandError(f"--store redis://... {_extras.missing_message('redis', missing)}")
-    if config.workers > 1 and (config.store is None or config.store == "memory"):
-        print(
-            f"signgate serve: warning: with {config.workers} workers and the memory store, single-use URLs are "
-            "refused (503 store_unavailable): give --store redis://host:port/db to share them",
-            file=sys.stderr,
-        )
-    options: dict[str, Any] = {
-        "host": args.host,
-        "port": args.port,
-        "loop": "uvloop",
-        "http": configure(config),  # httptools with a deadline and a size cap for the request head
-        "ws": "none",  # an upgrade reaches the gateway as HTTP, which refuses it in JSON
-        "lifespan": "on",
-        "access_log": False,
-        "log_config": _logging_config(args.log_level),
-        "timeout_graceful_shutdown": config.shutdown_timeout,
-        "server_header": False,
-        "proxy_headers": False,  # the gateway reads no client address; skip uvicorn's middleware
-        "backlog": 4096,
+    labels = {
+        "secrets": "SECRET",
+        "secret_env": "--secret-env",
+        "headers": "--header-env",
+        "allow_upstreams": "--allow-upstream",
+        "limits": "--limit",
     }
-    keys = ", ".join(sorted(config.keys))
-    print(
-        f"signgate gateway on http://{args.host}:{args.port} (keys: {keys}; workers: {args.workers})", file=sys.stderr
-    )
-    if args.workers == 1:
-        access_log = _access_log(args)
-        app = create_app(config, access_log=access_log)
-        _tune_gc()
-        try:
-            uvicorn.run(app, **options)
-        finally:
-            if access_log is not None:
-                access_log.close()
-    else:
-        argv = sys.argv[sys.argv.index("serve") + 1 :] if "serve" in sys.argv else []
-        os.environ[_ARGV_ENV] = json.dumps(argv)
-        uvicorn.run("signgate.gateway.cli:worker_app", factory=True, workers=args.workers, **options)
-    logging.shutdown()
-    return 0
+    literal = [parse_header(h) for h in args.header]  # Signway's --header: taken as written, no ${VAR}
+    return key_from_table(key_id, table, "ID", labels=labels, literal_headers=literal)

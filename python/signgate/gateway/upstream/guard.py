@@ -1,23 +1,15 @@
 """The address guard: which upstream addresses the gateway may connect to.
 
-The upstream client (:mod:`.client`) resolves a name once, checks every address with
-:func:`is_public` and connects to a checked address, so there is no second lookup an attacker's
-DNS could answer differently. :func:`check_literal` refuses an IP literal before the request.
+The pool (:mod:`.pool`) resolves a name once, checks every address with :func:`is_public` and
+connects to a checked address, so there is no second lookup an attacker's DNS could answer
+differently. :func:`check_literal` refuses an IP literal before the request.
 """
 
 from __future__ import annotations
 
 import ipaddress
 
-
-class ForbiddenAddress(Exception):
-    """The upstream resolves to an address this gateway must not reach (not an OSError, so it
-    is never taken for a connection failure and retried on the next address)."""
-
-    def __init__(self, host: str, address: str) -> None:
-        super().__init__(f"{host} resolves to {address}, a non-public address")
-        self.host = host
-        self.address = address
+from ...errors import ForbiddenAddress
 
 
 def is_public(address: str) -> bool:

@@ -1,0 +1,129 @@
+"""The canary for uvicorn's internals: signgate.gateway.protocol subclasses uvicorn's httptools
+protocol and reads names uvicorn does not promise to keep. These tests run the real protocol on a
+real socket and fail, naming what moved, when a uvicorn release changes any of them.
+(Its behaviour, the head deadline, the caps, pipelining, is tested against real servers in
+test_hostile.py.)"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import socket
+from importlib.metadata import version
+from typing import Any
+
+import pytest
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+from uvicorn.server import ServerState
+
+from signgate.gateway import GatewayConfig, KeyConfig
+from signgate.gateway.asgi import ABORT, CLIENT_LOST
+from signgate.gateway.protocol import GatewayHttpProtocol, protocol_class
+
+#: Methods of HttpToolsProtocol the subclass overrides: a rename would leave ours never called.
+OVERRIDDEN = (
+    "connection_made",
+    "connection_lost",
+    "data_received",
+    "on_message_begin",
+    "on_headers_complete",
+    "on_body",
+    "on_message_complete",
+    "on_response_complete",
+    "pause_writing",
+    "resume_writing",
+    "send_400_response",
+    "_unsupported_upgrade_warning",
+)
+
+#: Attributes of a connection the subclass reads or rebinds.
+CONNECTION_ATTRIBUTES = ("pipeline", "headers", "scope", "cycle", "transport", "loop")
+
+#: Attributes of a request cycle the subclass reads or sets.
+CYCLE_ATTRIBUTES = ("response_started", "response_complete", "disconnected", "message_event")
+
+
+def test_the_installed_uvicorn_is_the_pinned_one() -> None:
+    major, minor = (int(part) for part in version("uvicorn").split(".")[:2])
+    assert (major, minor) == (0, 55), (
+        f"uvicorn {version('uvicorn')} is installed but pyproject.toml pins 0.55.x: run this file's "
+        "tests against the new release, fix what they name in signgate/gateway/protocol.py, then move the pin"
+    )
+
+
+@pytest.mark.parametrize("name", OVERRIDDEN)
+def test_every_overridden_method_still_exists_in_uvicorn(name: str) -> None:
+    assert callable(getattr(HttpToolsProtocol, name, None)), (
+        f"uvicorn's HttpToolsProtocol has no {name}() any more: GatewayHttpProtocol.{name} is never called"
+    )
+
+
+def test_uvicorn_still_warns_about_upgrades_through_the_method_we_quiet() -> None:
+    source = inspect.getsource(HttpToolsProtocol)
+    assert "self._unsupported_upgrade_warning()" in source, (
+        "uvicorn no longer calls _unsupported_upgrade_warning(): each upgrade request may log warnings again"
+    )
+
+
+def test_the_protocol_class_is_per_configuration() -> None:
+    key = KeyConfig("app", ("s",))
+    a = protocol_class(GatewayConfig(keys={"app": key}, header_timeout=1.5, max_header_bytes=1000))
+    b = protocol_class(GatewayConfig(keys={"app": key}, header_timeout=7.0))
+    assert issubclass(a, GatewayHttpProtocol) and issubclass(b, GatewayHttpProtocol)
+    assert (a.header_timeout, b.header_timeout) == (1.5, 7.0)
+    assert a.max_head_bytes < b.max_head_bytes
+    assert GatewayHttpProtocol.header_timeout == 10.0  # the base class is never changed
+
+
+def test_a_real_connection_has_every_name_the_subclass_reads() -> None:
+    seen: dict[str, Any] = {}
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        protocol = seen["protocol"]
+        seen["connection"] = {name: hasattr(protocol, name) for name in CONNECTION_ATTRIBUTES}
+        cycle = protocol.cycle
+        seen["cycle_type"] = type(cycle)
+        seen["cycle"] = {name: hasattr(cycle, name) for name in CYCLE_ATTRIBUTES}
+        seen["pipeline"] = type(protocol.pipeline).__name__
+        seen["extensions"] = sorted(scope.get("extensions", {}))
+        seen["started_before"] = cycle.response_started
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        seen["started_after"] = cycle.response_started
+        await send({"type": "http.response.body", "body": b""})
+        seen["complete_after"] = cycle.response_complete
+
+    async def main() -> bytes:
+        config = uvicorn.Config(app, lifespan="off", log_level="warning")
+        config.load()
+        cls = protocol_class(GatewayConfig(keys={"app": KeyConfig("app", ("s",))}))
+        ours, theirs = socket.socketpair()
+        loop = asyncio.get_running_loop()
+
+        def factory() -> GatewayHttpProtocol:
+            protocol = cls(config=config, server_state=ServerState(), app_state={})
+            seen["protocol"] = protocol
+            return protocol
+
+        transport, _ = await loop.connect_accepted_socket(factory, ours)
+        reader, writer = await asyncio.open_connection(sock=theirs)
+        writer.write(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        writer.close()
+        transport.close()
+        await asyncio.sleep(0)
+        return answer
+
+    answer = asyncio.run(main())
+    assert answer.startswith(b"HTTP/1.1 204"), answer
+    missing = [name for name, present in seen["connection"].items() if not present]
+    assert not missing, f"uvicorn's HttpToolsProtocol no longer has {missing}"
+    assert seen["cycle_type"] is RequestResponseCycle
+    missing = [name for name, present in seen["cycle"].items() if not present]
+    assert not missing, f"uvicorn's RequestResponseCycle no longer has {missing}"
+    assert seen["pipeline"] == "deque", "uvicorn's pipeline is no longer a deque: on_response_complete reads [-1]"
+    assert (seen["started_before"], seen["started_after"], seen["complete_after"]) == (False, True, True), (
+        "uvicorn's cycle no longer tracks response_started / response_complete as the protocol expects"
+    )
+    assert seen["extensions"] == sorted([ABORT, CLIENT_LOST])
