@@ -18,7 +18,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResp
 from uvicorn.server import ServerState
 
 from signgate.gateway import GatewayConfig, KeyConfig
-from signgate.gateway.asgi import ABORT, CLIENT_LOST
+from signgate.gateway.asgi import ABORT, CLIENT_LOST, COALESCE
 from signgate.gateway.protocol import GatewayHttpProtocol, protocol_class
 
 #: Methods of HttpToolsProtocol the subclass overrides: a rename would leave ours never called.
@@ -126,4 +126,99 @@ def test_a_real_connection_has_every_name_the_subclass_reads() -> None:
     assert (seen["started_before"], seen["started_after"], seen["complete_after"]) == (False, True, True), (
         "uvicorn's cycle no longer tracks response_started / response_complete as the protocol expects"
     )
-    assert seen["extensions"] == sorted([ABORT, CLIENT_LOST])
+    assert seen["extensions"] == sorted([ABORT, CLIENT_LOST, COALESCE])
+
+
+# -- the coalesced head: one write for a small answer's head and body -----------------------------
+
+
+def _serve_one(app: Any, request: bytes, steps: Any) -> list[bytes]:
+    """Run ``app`` under the configured protocol on a real socket pair, send ``request``, and
+    call ``steps(read_now, proceed)`` to look at what arrived while the app waits; returns what
+    the peer received at each look and at the end."""
+
+    async def main() -> list[bytes]:
+        config = uvicorn.Config(app, lifespan="off", log_level="warning")
+        config.load()
+        cls = protocol_class(GatewayConfig(keys={"app": KeyConfig("app", ("s",))}))
+        ours, theirs = socket.socketpair()
+        theirs.setblocking(False)
+        loop = asyncio.get_running_loop()
+        await loop.connect_accepted_socket(lambda: cls(config=config, server_state=ServerState(), app_state={}), ours)
+        await loop.sock_sendall(theirs, request)
+        seen: list[bytes] = []
+
+        def read_now() -> bytes:
+            try:
+                return theirs.recv(65536)
+            except BlockingIOError:
+                return b""
+
+        await steps(read_now, seen)
+        rest = b""
+        while True:
+            chunk = await asyncio.wait_for(loop.sock_recv(theirs, 65536), 10)
+            if not chunk:
+                break
+            rest += chunk
+        seen.append(rest)
+        theirs.close()
+        return seen
+
+    return asyncio.run(main())
+
+
+def _gated_app(hold: bool, gate: asyncio.Event) -> Any:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if hold:
+            scope["extensions"][COALESCE]()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"5")]})
+        await gate.wait()
+        await send({"type": "http.response.body", "body": b"hello"})
+
+    return app
+
+
+@pytest.mark.parametrize("hold", [True, False])
+def test_a_held_head_goes_out_with_the_first_body_bytes(hold: bool) -> None:
+    gate = asyncio.Event()  # bound to a loop on first use, inside _serve_one's
+
+    async def steps(read_now: Any, seen: list[bytes]) -> None:
+        await asyncio.sleep(0.2)  # the app has sent its head, and waits at the gate
+        seen.append(read_now())
+        gate.set()
+
+    request = b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+    while_waiting, rest = _serve_one(_gated_app(hold, gate), request, steps)
+    if hold:
+        assert while_waiting == b"", "a held head must wait for the body"
+        assert rest.startswith(b"HTTP/1.1 200") and rest.endswith(b"\r\n\r\nhello")
+    else:  # without the extension, the head goes out at once, as uvicorn writes it
+        assert while_waiting.startswith(b"HTTP/1.1 200") and while_waiting.endswith(b"\r\n\r\n")
+        assert rest == b"hello"
+
+
+def test_a_held_head_without_body_bytes_is_still_sent() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        scope["extensions"][COALESCE]()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"5")]})
+        await send({"type": "http.response.body", "body": b"hello"})  # not written for HEAD
+
+    async def nothing(read_now: Any, seen: list[bytes]) -> None:
+        return None
+
+    (answer,) = _serve_one(app, b"HEAD / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n", nothing)
+    assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"\r\n\r\n")
+
+
+def test_a_held_head_is_sent_before_a_break_off() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        scope["extensions"][COALESCE]()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"5")]})
+        scope["extensions"][ABORT]()
+
+    async def nothing(read_now: Any, seen: list[bytes]) -> None:
+        return None
+
+    (answer,) = _serve_one(app, b"GET / HTTP/1.1\r\nhost: x\r\n\r\n", nothing)
+    assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"\r\n\r\n")  # then the connection closed

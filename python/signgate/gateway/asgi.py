@@ -5,7 +5,8 @@
 it registers it to run when the client's connection is lost, and returns True, keeping nothing,
 if it is lost already; called with None, it drops the callback. Under any other ASGI server a
 task waits in ``receive()`` for ``http.disconnect`` instead (:class:`HangUp` does either). The protocol also offers
-:data:`ABORT`, a function that breaks the response off (see :func:`break_off`).
+:data:`ABORT`, a function that breaks the response off (see :func:`break_off`), and
+:data:`COALESCE` (see :func:`coalesce`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ CLIENT_LOST = "signgate.client_lost"
 #: The scope extension that breaks the response off: the connection is closed without the final
 #: chunk (so the client sees a broken stream, not a clean end), and the server logs no error.
 ABORT = "signgate.abort"
+#: The scope extension that asks the server to hold the response head back and write it together
+#: with the first body bytes, in one write: called just before ``http.response.start`` when the
+#: first ``http.response.body`` follows at once (a small answer that arrived whole).
+COALESCE = "signgate.coalesce"
 
 
 class HangUp:
@@ -98,3 +103,11 @@ def break_off(scope: Scope) -> None:
     abort = (scope.get("extensions") or {}).get(ABORT)
     if abort is not None:
         abort()
+
+
+def coalesce(scope: Scope) -> None:
+    """Ask the server to write the response head with the first body bytes, one system call
+    instead of two; only when the body follows at once. Without :data:`COALESCE`, nothing."""
+    hold = (scope.get("extensions") or {}).get(COALESCE)
+    if hold is not None:
+        hold()

@@ -21,12 +21,13 @@ requests that are not HTTP with the gateway's JSON error instead of uvicorn's pl
 uvicorn builds the protocol itself (in each worker process), so the limits are class attributes
 of a subclass :func:`protocol_class` makes for one configuration.
 
-It also gives each request two scope extensions (see :mod:`.asgi`): ``signgate.client_lost``
+It also gives each request three scope extensions (see :mod:`.asgi`): ``signgate.client_lost``
 tells the application the moment the client's connection is lost (under a bare ASGI server the
 gateway keeps a task waiting in ``receive()`` for ``http.disconnect`` instead), and
 ``signgate.abort`` lets it break a response off on purpose (an upstream that broke mid-answer),
 closing the connection without the final chunk and without the ERROR uvicorn logs for an
-application that returns with its response unfinished.
+application that returns with its response unfinished; ``signgate.coalesce`` writes a response's
+head together with its first body bytes, one system call instead of two, when both are at hand.
 
 This module reads uvicorn's internals (the parser callbacks, ``pipeline``, ``headers``, the
 request cycle's ``response_started``, ``response_complete``, ``disconnected`` and
@@ -45,7 +46,7 @@ from typing import Any, ClassVar
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
-from .asgi import ABORT, CLIENT_LOST
+from .asgi import ABORT, CLIENT_LOST, COALESCE
 from .config import GatewayConfig
 
 logger = logging.getLogger("signgate.gateway")
@@ -71,6 +72,46 @@ class _Dropped(list[tuple[bytes, bytes]]):
 
 
 _DROPPED = _Dropped()
+
+
+class _Coalescing:
+    """The transport a connection's request cycles write to. Writes pass straight through, except
+    after :meth:`hold`: the next write (the response head) waits and goes out with the one after
+    it (the first body bytes), in one system call. The protocol flushes a held head whenever the
+    response ends or the connection is closed or broken off, so nothing is ever left behind."""
+
+    __slots__ = ("_head", "_holding", "_transport")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._holding = False
+        self._head: bytes | None = None
+
+    def hold(self) -> None:
+        self._holding = True
+
+    def write(self, data: bytes) -> None:
+        if self._holding:
+            head = self._head
+            if head is None:
+                self._head = data
+                return
+            self._holding, self._head = False, None
+            data = head + data
+        self._transport.write(data)
+
+    def flush(self) -> None:
+        head = self._head
+        self._holding, self._head = False, None
+        if head is not None:
+            self._transport.write(head)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
 
 
 def _error_response(status: bytes, code: str, message: str) -> bytes:
@@ -108,6 +149,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         "_in_head",
         "_lost",
         "_on_lost",
+        "_out",
         "_running",
         "_trailer_bytes",
         "_write_timer",
@@ -129,6 +171,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self._out = _Coalescing(transport)
         self._arm_head_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -178,7 +221,8 @@ class GatewayHttpProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         self._head_started = True
         super().on_message_begin()
-        self.scope["extensions"] = {CLIENT_LOST: self._watch_lost, ABORT: self._abort}  # type: ignore[dict-item]
+        extensions: dict[str, Any] = {CLIENT_LOST: self._watch_lost, ABORT: self._abort, COALESCE: self._out.hold}
+        self.scope["extensions"] = extensions
 
     def on_headers_complete(self) -> None:
         if len(self.pipeline) >= MAX_PIPELINED:
@@ -189,7 +233,10 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._in_head = self._head_started = False
         self._head_bytes = 0
         self._heads_done += 1
+        previous = self.cycle
         super().on_headers_complete()
+        if self.cycle is not previous:  # a request to run (not an upgrade): it writes through _out
+            self.cycle.transport = self._out  # type: ignore[assignment]
         # uvicorn appends every later field, the body's trailers, to the list the scope holds:
         # trailers would join the request's headers (RFC 9110 6.5.1 forbids it), and be kept.
         # Rebinding the list here costs nothing per header, as an on_header override would.
@@ -208,6 +255,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         super().on_message_complete()
 
     def on_response_complete(self) -> None:
+        self._out.flush()  # a held head whose body wrote nothing (HEAD, an empty body)
         # A request already parsed and queued behind this one (pipelining) needs no deadline.
         waiting = bool(self.pipeline)
         if waiting:
@@ -249,7 +297,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         running = self._running
         if running is not None:
             running.disconnected = True
-        self.transport.close()
+        self._out.close()  # a held head first: the client sees the answer begin, then break
 
     def _watch_lost(self, callback: Callable[[], None] | None) -> bool:
         # Requests on one connection run one at a time (pipelined ones wait their turn), and each

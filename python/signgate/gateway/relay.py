@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from ..errors import UpstreamError, UpstreamTimeout, UpstreamUnreachable
 from .admission import Extensions
-from .asgi import HangUp, Receive, Scope, Send, break_off
+from .asgi import HangUp, Receive, Scope, Send, break_off, coalesce
 from .body import Body
 from .config import KeyConfig
 from .cors import Cors
@@ -103,6 +103,8 @@ class Relay:
         headers += RELAYED
         headers.append((b"x-request-id", ex.request_id.encode()))
         headers += self._cors.headers(ex.origin, fw.key)
+        if response.ready:  # the first body bytes are here: the head goes out with them
+            coalesce(scope)
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         last = False
         try:

@@ -109,6 +109,11 @@ class Response:
         """The body has been read to its end: the next :meth:`read` returns ``b""``."""
         return self.done and not self._buffer and self.error is None
 
+    @property
+    def ready(self) -> bool:
+        """:meth:`read` would return without waiting: body bytes, the body's end or an error are here."""
+        return bool(self._buffer) or self.done or self.error is not None
+
     async def wait_head(self) -> None:
         while not self.head_done:
             if self.error is not None:
