@@ -155,3 +155,19 @@ def test_a_check_cached_for_one_key_is_not_another_keys() -> None:
     other = KeyConfig("any", ("s",), allow_upstreams=ALLOWLISTED.allow_upstreams)  # same id, new rules
     with pytest.raises(UpstreamNotAllowed):
         targets().check(other, url)
+
+
+@pytest.mark.parametrize(
+    ("url", "named"),
+    [
+        ("https://api.openai.com:8443/v1/chat", "https://api.openai.com:8443/v1/chat"),
+        ("http://[2001:db8::1]:8080/v1/chat?q=1", "http://[2001:db8::1]:8080/v1/chat"),
+        ("https://evil.example:443/x", "https://evil.example/x"),
+    ],
+)
+def test_a_refusal_names_the_url_as_sent_with_its_port_and_without_its_query(url: str, named: str) -> None:
+    """A port the allowlist does not hold must show in the message: without it, the message named
+    a URL the key may reach."""
+    with pytest.raises(UpstreamNotAllowed) as refused:
+        targets(allow_private=True).check(ALLOWLISTED, url)
+    assert f"may not reach {named};" in refused.value.message

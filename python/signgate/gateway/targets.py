@@ -56,9 +56,8 @@ class Targets:
             raise UpstreamNotAllowed("upstream URLs with a user name or password are not allowed")
         if key.allow_upstreams:
             if not any(prefix.allows(target) for prefix in key.allow_upstreams):
-                path = target.path.split("?", 1)[0][:80]
                 raise UpstreamNotAllowed(
-                    f"this key may not reach {target.scheme}://{target.host}{path}; "
+                    f"this key may not reach {_shown(target)}; "
                     "the gateway's operator chooses the upstreams each key may reach (--allow-upstream)"
                 )
             if not plain_path(target.path.split("?", 1)[0]):
@@ -76,6 +75,14 @@ class Targets:
             except ForbiddenAddress:
                 raise UpstreamNotAllowed(f"the upstream is not a public address; {PRIVATE_HINT}") from None
         return target
+
+
+def _shown(target: Target) -> str:
+    """The target as a refusal names it: with its port (the allowlist may hold the same host on
+    another one), without its query, and its path cut short."""
+    host = f"[{target.host}]" if ":" in target.host else target.host
+    port = "" if target.port == (443 if target.scheme == "https" else 80) else f":{target.port}"
+    return f"{target.scheme}://{host}{port}{target.path.split('?', 1)[0][:80]}"
 
 
 def plain_path(path: str) -> bool:
