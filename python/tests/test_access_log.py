@@ -18,14 +18,11 @@ from urllib.parse import urlsplit
 
 import pytest
 from gateway_client import call, send
-from hypothesis import given
-from hypothesis import strategies as st
 from servers import Server, start_gateway
 
 from signgate import Signer
 from signgate.gateway import GatewayConfig, KeyConfig, create_app
 from signgate.gateway.accesslog import AccessLogWriter
-from signgate.gateway.exchange import Exchange
 
 SECRET = "access-log-test-secret"
 API_KEY = "sk-access-log-key-never-logged"
@@ -222,47 +219,7 @@ def test_an_embedded_gateway_logs_to_the_signgate_access_logger() -> None:
     assert all(list(e) == FIELDS for e in entries)
 
 
-# -- the line and the writer ---------------------------------------------------------------------
-
-texts = st.text(max_size=80)
-
-
-@given(
-    texts,
-    texts,
-    texts,
-    texts,
-    texts,
-    st.integers(0, 999),
-    st.none() | st.floats(0, 1e6),
-    st.integers(0, 2**40),
-    st.integers(0, 2**40),
-)
-def test_the_line_is_what_json_dumps_writes(
-    request_id: str,
-    method: str,
-    key_id: str,
-    host: str,
-    code: str,
-    status: int,
-    ttfb: float | None,
-    bytes_in: int,
-    bytes_out: int,
-) -> None:
-    started = time.perf_counter()
-    ex = Exchange(
-        request_id, method, started, KeyConfig(key_id, ("s",)), None, host, status, code, bytes_in, bytes_out, ttfb
-    )
-    line = ex.log_line()
-    entry = json.loads(line)
-    assert list(entry) == FIELDS
-    expected = {
-        "ts": entry["ts"], "request_id": request_id, "method": method[:16], "key_id": key_id[:64],
-        "upstream_host": host, "status": status, "code": code, "duration_ms": entry["duration_ms"],
-        "ttfb_ms": None if ttfb is None else round(ttfb * 1000, 2), "bytes_in": bytes_in, "bytes_out": bytes_out,
-    }  # fmt: skip
-    assert line == json.dumps(expected)
-    assert line.isascii() and "\n" not in line
+# -- the writer (the line itself: test_exchange.py) -----------------------------------------------
 
 
 class _Writes(io.StringIO):
