@@ -12,8 +12,7 @@ import asyncio
 from typing import Any
 
 from signgate import SignedRequest
-
-Message = dict[str, Any]
+from signgate.gateway.asgi import Message
 
 
 class Peer:
@@ -61,7 +60,9 @@ class Peer:
         return len(self.sent) > 1 and not self.sent[-1].get("more_body", False)
 
 
-def scope(request: SignedRequest, *, method: str | None = None, extensions: dict[str, Any] | None = None) -> Message:
+def scope(
+    request: SignedRequest, *, method: str | None = None, extensions: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The ``http`` scope a server gives for ``request`` sent as signed (header names in lower
     case, as servers deliver them, with the body's Content-Length)."""
     headers = [(name.lower().encode(), value.encode()) for name, value in request.headers.items()]
