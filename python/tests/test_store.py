@@ -2,7 +2,7 @@
 
 Each test runs against both stores through the same abstract interface, so a store that counts a
 refused request, admits one request too many under concurrency, or forgets a lease behaves
-differently here from the other and fails.
+differently here from the other and fails. At the end, what only the memory store must do.
 """
 
 from __future__ import annotations
@@ -139,3 +139,20 @@ def test_scope_ids_are_compared_whole(run: Callable[..., None]) -> None:
         assert (await store.admit(None, [longer], NOW)).admitted
 
     run(test)
+
+
+# -- the in-memory store does not grow without bound ----------------------------------------------------
+
+
+def test_memory_store_forgets_expired_entries() -> None:
+    async def run() -> MemoryStore:
+        store = MemoryStore()
+        scope = Scope("user", "u:1", Limits(requests_per_minute=10**9))
+        for i in range(5000):
+            now = 1_000_000 + i  # one request a second, each with a nonce valid for 30 s
+            admission = await store.admit(Nonce(f"n{i}", 1, now + 30), [scope], now)
+            assert admission.admitted
+        return store
+
+    store = asyncio.run(run())
+    assert store.size() < 1100  # ~1024 requests since the last sweep, not 5000 nonces and 84 windows
