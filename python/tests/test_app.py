@@ -17,8 +17,7 @@ from asgi_client import Peer, scope
 from conftest import FakeClock
 
 from signgate import SignedRequest, Signer
-from signgate.gateway import GatewayConfig, KeyConfig, UpstreamPrefix, create_app
-from signgate.gateway.app import Gateway
+from signgate.gateway import Gateway, GatewayConfig, KeyConfig, UpstreamPrefix, create_app
 from signgate.gateway.store import MemoryStore
 
 SECRET = "app-test-secret"

@@ -9,7 +9,7 @@ import pytest
 
 from signgate import Signer, parse_query
 from signgate.errors import HeadersTooLarge, MalformedRequest, UpgradeNotSupported
-from signgate.gateway.request import MAX_HEADER_FIELDS, Head, read_head
+from signgate.gateway.request import MAX_HEADER_FIELDS, read_head
 
 
 def scope(
@@ -109,10 +109,3 @@ def test_an_unsigned_header_may_be_repeated_and_a_signed_one_sent_once_passes() 
     params = signed_params({"x-user-id": "42"})
     read_head(scope([(b"x-user-id", b"42"), (b"accept", b"a"), (b"accept", b"b")])).check_signed_headers_once(params)
     read_head(scope([(b"x-user-id", b"42")])).check_signed_headers_once(params)
-
-
-def test_a_head_can_be_built_directly() -> None:
-    """The dataclass is the step's public shape: the gateway and tests build it the same way."""
-    head = Head("GET", "/", "", {"upgrade": "h2c"}, None, 11)
-    with pytest.raises(UpgradeNotSupported):
-        head.check(1000)
