@@ -1,6 +1,6 @@
 """How the gateway learns that a client hung up (signgate.gateway.asgi): ``HangUp`` through the
 ``signgate.client_lost`` extension of ``signgate serve``'s protocol, and through ``receive()``
-under any other server; and ``break_off``."""
+under any other server; ``break_off`` and ``coalesce``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from signgate.gateway.asgi import ABORT, CLIENT_LOST, HangUp, break_off
+from signgate.gateway.asgi import ABORT, CLIENT_LOST, COALESCE, HangUp, break_off, coalesce
 
 Callback = Callable[[], None] | None
 
@@ -173,3 +173,17 @@ def test_break_off_uses_the_servers_abort() -> None:
 @pytest.mark.parametrize("scope", [{}, {"extensions": None}, {"extensions": {}}])
 def test_break_off_without_abort_leaves_the_response_unfinished(scope: dict[str, Any]) -> None:
     break_off(scope)  # nothing to call: returning unfinished breaks the stream under other servers
+
+
+# -- coalesce ----------------------------------------------------------------------------------------
+
+
+def test_coalesce_asks_the_server_to_hold_the_head() -> None:
+    held: list[bool] = []
+    coalesce({"extensions": {COALESCE: lambda: held.append(True)}})
+    assert held == [True]
+
+
+@pytest.mark.parametrize("scope", [{}, {"extensions": None}, {"extensions": {}}])
+def test_coalesce_without_the_extension_does_nothing(scope: dict[str, Any]) -> None:
+    coalesce(scope)  # under other servers the head goes out as it always did

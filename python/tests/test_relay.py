@@ -21,7 +21,7 @@ from servers import free_port
 from signgate.errors import UpstreamTimedOut, UpstreamUnreachable
 from signgate.gateway.accounting import read_json
 from signgate.gateway.admission import NO_EXTENSIONS
-from signgate.gateway.asgi import ABORT, CLIENT_LOST
+from signgate.gateway.asgi import ABORT, CLIENT_LOST, COALESCE
 from signgate.gateway.body import BufferBudget, read_body
 from signgate.gateway.config import KeyConfig
 from signgate.gateway.cors import Cors
@@ -146,6 +146,13 @@ class Call:
                         (b"origin", ORIGIN.encode()), (b"content-length", str(len(body)).encode())]  # fmt: skip
         self.ex = Exchange.start("POST")
         self.ex.origin = ORIGIN
+
+    def coalescing(self) -> list[int]:
+        """Offer signgate serve's coalesce extension; the list records, for each call, how many
+        messages had been sent by then."""
+        calls: list[int] = []
+        self.extensions[COALESCE] = lambda: calls.append(len(self.peer.sent))
+        return calls
 
     def abortable(self) -> Call:
         """Offer the server's abort extension, as signgate serve does."""
@@ -315,6 +322,41 @@ def test_the_usage_chunk_the_gateway_asked_for_is_taken_out_of_the_stream() -> N
         assert call.ex.bytes_out == len(call.peer.body)
         fw.tap.finish()
         assert fw.tap.tokens() == (5, 2, 7, False)
+
+    run(test)
+
+
+def test_a_small_answer_that_arrived_whole_asks_for_its_head_to_go_with_its_body() -> None:
+    async def test(gateway: Gateway) -> None:
+        async with serve(answer_with(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")) as upstream:
+            call = Call(upstream.port)
+            asked = call.coalescing()
+            await gateway(call)
+        assert asked == [0]  # before http.response.start
+        assert call.peer.body == b"ok" and call.peer.ended
+
+    run(test)
+
+
+def test_a_head_whose_body_has_not_arrived_goes_out_at_once() -> None:
+    async def test(gateway: Gateway) -> None:
+        call = Call(0)
+        asked = call.coalescing()
+
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, upstream: Upstream) -> None:
+            await upstream.read_request(reader)
+            writer.write(CHUNKED)
+            await writer.drain()
+            await call.peer.wait_for(1)  # the client has the head before any event exists
+            writer.write(chunk(b"data: late\n\n") + b"0\r\n\r\n")
+            await writer.drain()
+            await upstream.read_request(reader)
+
+        async with serve(handler) as upstream:
+            call.port = upstream.port
+            await gateway(call)
+        assert asked == []
+        assert call.peer.body == b"data: late\n\n" and call.peer.ended
 
     run(test)
 
