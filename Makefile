@@ -72,7 +72,7 @@ test: lint typecheck pytest jstest e2e
 
 # The edit loop: lint, types, the Python tests not marked slow (no soak, fault storm, fuzzing,
 # deployment recipes or Chromium) and the browser helper's unit tests. `make test` runs them all.
-check: lint typecheck system-deps
+check: lint typecheck system-deps signway node_modules/.installed
 	$(BIN)/pytest -m "not slow" -q
 	npm test
 

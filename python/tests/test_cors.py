@@ -104,3 +104,10 @@ def test_a_keys_origin_may_preflight_for_that_key_only() -> None:
     )
     with pytest.raises(OriginNotAllowed):
         cors.preflight("https://widget.example", PLAIN, "POST", "")
+
+
+def test_origins_configured_in_code_match_whatever_their_case() -> None:
+    key = KeyConfig("app", ("s",), cors_origins=("https://Per-Key.Example",))
+    cors = Cors(["https://App.Example"])
+    assert cors.allowed("https://app.example", None) == "https://app.example"
+    assert cors.allowed("https://per-key.example", key) == "https://per-key.example"

@@ -182,3 +182,11 @@ def test_first_finds_a_header_whatever_its_case() -> None:
     headers = [(b"X-One", b"1"), (b"Content-Type", b"text/event-stream"), (b"content-type", b"text/plain")]
     assert first(headers, b"content-type") == "text/event-stream"
     assert first(headers, b"x-missing") == ""
+
+
+def test_names_a_server_passed_in_another_case_are_filtered_all_the_same() -> None:
+    out = upstream_headers(
+        sent(("Cookie", "c=1"), ("X-Forwarded-For", "1.2.3.4"), ("Connection", "X-Kept"), ("X-Kept", "1")), PLAIN, {}
+    )
+    assert ("cookie", "c=1") not in out and all(name != "x-forwarded-for" for name, _ in out)
+    assert all(name != "x-kept" for name, _ in out)  # named in Connection: hop-by-hop

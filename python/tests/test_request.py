@@ -109,3 +109,18 @@ def test_an_unsigned_header_may_be_repeated_and_a_signed_one_sent_once_passes() 
     params = signed_params({"x-user-id": "42"})
     read_head(scope([(b"x-user-id", b"42"), (b"accept", b"a"), (b"accept", b"b")])).check_signed_headers_once(params)
     read_head(scope([(b"x-user-id", b"42")])).check_signed_headers_once(params)
+
+
+def test_header_names_are_read_lower_cased_whatever_the_server_passes() -> None:
+    # ASGI servers lower-case names; one that kept the client's case must not get a signed header
+    # sent twice (X-User-Id and x-user-id) or an upgrade past the checks.
+    scope = {
+        "method": "GET",
+        "path": "/",
+        "query_string": b"",
+        "headers": [(b"X-User-Id", b"a"), (b"x-user-id", b"b"), (b"Upgrade", b"websocket")],
+    }
+    head = read_head(scope)
+    assert head.headers["x-user-id"] == "a, b" and head.repeated == ["x-user-id"]
+    with pytest.raises(UpgradeNotSupported):
+        head.check(10_000)

@@ -82,6 +82,8 @@ class KeyConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "header_names", frozenset(name.lower() for name, _ in self.headers))
+        # Origins compare lower-cased (a browser sends the scheme and host in lower case).
+        object.__setattr__(self, "cors_origins", tuple(origin.lower() for origin in self.cors_origins))
 
     @property
     def has_budgets(self) -> bool:

@@ -20,7 +20,7 @@ class Cors:
     __slots__ = ("_origins", "_wildcard")
 
     def __init__(self, origins: Iterable[str]) -> None:
-        self._origins = frozenset(origins)
+        self._origins = frozenset(origin.lower() for origin in origins)  # compared lower-cased
         self._wildcard = "*" in self._origins
 
     def allowed(self, origin: str | None, key: KeyConfig | None) -> str | None:

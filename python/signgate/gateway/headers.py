@@ -158,7 +158,7 @@ def upstream_headers(
     added = key.header_names
     dropped: set[str] = set()  # client headers dropped by name: those Connection lists, and below
     for raw_name, raw_value in request_headers:
-        if raw_name == b"connection":
+        if raw_name.lower() == b"connection":
             dropped.update(v.strip(" \t").lower() for v in raw_value.decode("latin-1").split(","))
     # CGI-style servers (WSGI, Rack, PHP) read '_' in a header name as '-': X_Forwarded_For
     # arrives there as X-Forwarded-For, and X_User_Id beside a bound X-User-Id. So no client
@@ -168,7 +168,7 @@ def upstream_headers(
         dropped.update(name.replace("_", "-") for name in (*bound, *added))
     out: list[tuple[str, str]] = []
     for raw_name, raw_value in request_headers:
-        name = raw_name.decode("latin-1")
+        name = raw_name.lower().decode("latin-1")  # as read_head reads it, whatever the server sent
         if (
             "_" in name
             or name in bound

@@ -62,7 +62,9 @@ def read_head(scope: Scope) -> Head:
     size = 0
     for raw_name, raw_value in raw:
         size += len(raw_name) + len(raw_value)
-        name = raw_name.decode("latin-1")
+        # ASGI servers lower-case names (uvicorn, hypercorn, daphne); one that kept a client's
+        # case must not let "Upgrade" or a second "X-User-Id" past the checks below.
+        name = raw_name.lower().decode("latin-1")
         value = raw_value.decode("latin-1")
         if name in headers:
             headers[name] = f"{headers[name]}, {value}"

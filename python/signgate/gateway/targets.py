@@ -18,9 +18,6 @@ from .upstream import Target, check_literal
 # In the path of an allowlisted upstream: encoded '/', '\\', '.', '%', ';' or NUL, ';' itself, and
 # a '%' that starts no escape (IIS reads %u002e as '.', and %%32%65 becomes %2e on a second pass).
 _ENCODED_PATH = re.compile(r"%(?:2[fFeE5]|5[cC]|3[bB]|00|(?![0-9A-Fa-f]{2}))|;")
-_PRIVATE_HINT = (
-    "to reach loopback or private addresses (a local model), start the gateway with --allow-private-upstreams"
-)
 #: Only URLs this long are cached: the few a key's clients call, not every long one a client
 #: without a valid signature may send (the check runs before verification).
 _CACHED_LENGTH = 512
