@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import parse_qs, unquote
+
 from . import anthropic, chat, gemini, responses
 from .base import Provider, ProviderError, Query, Route
 
@@ -48,3 +50,24 @@ def by_name(name: str) -> Provider:
             return provider
     names = ", ".join(p.name for p in PROVIDERS)
     raise ValueError(f"No provider is called {name!r}; use one of {names}.")
+
+
+def find_upstream(method: str, target: str) -> tuple[Provider, Route] | None:
+    """The provider and route of a request the gateway forwards: ``target`` is the upstream
+    URL's path with its query, as it will be sent. Unlike :func:`find` (a server's own routes),
+    the path may start with any base URL (``/openai/deployments/NAME/chat/completions``,
+    Vertex AI's ``/v1/projects/.../models/M:generateContent``). The path is matched decoded, as
+    the upstream reads it (``gemini%2D2.5-flash`` is ``gemini-2.5-flash``); one that is not
+    UTF-8 once decoded, or a method the route does not serve, matches no provider: None."""
+    path, _, query = target.partition("?")
+    try:
+        path = unquote(path, errors="strict")
+    except UnicodeDecodeError:
+        return None
+    path = path.rstrip("/") or "/"
+    params = parse_qs(query, keep_blank_values=True)
+    for provider in PROVIDERS:
+        route = provider.upstream(path, params)
+        if route is not None:
+            return (provider, route) if method in route.methods else None
+    return None
