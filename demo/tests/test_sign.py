@@ -14,7 +14,7 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from demo import create_app
-from demo.api import chat_request
+from demo.api import search_request
 from demo.state import filter_schema, rate_limiter
 from signgate import BadSignature, Expired, MissingHeader, Verifier, parse_query, strict_json
 from signgate.extensions import PolicyRules, canonical_json, sha256_hex
@@ -210,7 +210,7 @@ def test_signed_request_verifies(app: Flask, client: FlaskClient) -> None:
     found = find_upstream("POST", urlsplit(UPSTREAM_URL).path)
     enforce(rules, strict_json.loads(signed["body"]), found)  # the body the app signed obeys its own policy
     with app.app_context():
-        expected = chat_request(filter_schema(), "a blue pickup with a tow package", "gpt-4o-mini")
+        expected = search_request(filter_schema(), "a blue pickup with a tow package").body
     assert body == expected
     assert body["stream"] is True
     assert body["response_format"]["json_schema"]["strict"] is True
