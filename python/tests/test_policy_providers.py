@@ -351,7 +351,10 @@ def test_gemini_field_allowlist_reaches_into_generation_config() -> None:
 @pytest.mark.parametrize(
     ("method", "path"),
     [("POST", "/v1/embeddings"), ("POST", "/api/chat"), ("GET", "/v1/chat/completions"), ("POST", "/v1/%ff/x"),
-     ("POST", "/v1beta/tunedModels/t:generateContent"), ("POST", "/v1beta/models/m:countTokens")],
+     ("POST", "/v1beta/tunedModels/t:generateContent"), ("POST", "/v1beta/models/m:countTokens"),
+     # paths that upstreams resolve in different ways once decoded
+     ("POST", "/v1/responses%2F..%2Fchat/completions"), ("POST", "/v1/x/%2e%2e/chat/completions"),
+     ("POST", "/v1%5Cchat/completions"), ("POST", "/v1/chat/completions%00"), ("POST", "/v1/chat/completions%3F")],
 )  # fmt: skip
 def test_a_policy_for_a_path_of_no_api_the_gateway_knows_is_refused(method: str, path: str) -> None:
     with pytest.raises(PolicyViolation) as info:
