@@ -381,3 +381,34 @@ def test_the_same_rule_names_on_every_api(path: str, body: dict[str, Any]) -> No
     assert rule_of(rules(require_stream=True), body, whole) == "stream"
     assert rule_of(rules(fields=["nothing"]), body, path) == "fields"
     assert rule_of(rules(max_tokens=10), b"[1]", path) == "json"
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/chat/completions", {"model": "m", "messages": [], "web_search_options": {}}),
+        ("/v1/chat/completions", {"model": "m", "messages": [], "tools": [{"type": "web_search"}]}),
+        ("/v1/responses", {"model": "m", "input": "hi", "tools": [{"type": "web_search"}]}),
+        ("/v1/responses", {"model": "m", "input": "hi", "tools": [{"type": "file_search", "vector_store_ids": ["v"]}]}),
+        ("/v1/messages", {"model": "m", "messages": [], "tools": [{"type": "web_fetch_20250910", "name": "fetch"}]}),
+        (GEMINI, {"contents": [], "tools": [{"urlContext": {}}]}),
+        (GEMINI, {"contents": [], "tools": [{"functionDeclarations": [], "google_search": {}}]}),
+    ],
+)  # fmt: skip
+def test_built_in_tools_that_fetch_text_upstream_are_refused_under_a_prompt_limit(
+    path: str, body: dict[str, Any]
+) -> None:
+    # A search, a fetched page or a file the model reads is prompt text no count of the body sees.
+    assert rule_of(rules(max_user_chars=1000), body, path) == "max_user_chars"
+    # Unless the backend fixed the tools itself: then they are its choice.
+    tools = body.get("tools")
+    if tools is not None:
+        apply(rules(max_user_chars=1000, tools=tools), body, path)
+    # Function tools are the client's own text, and counted.
+    functions = {"chat": [{"type": "function", "function": {"name": "f"}}], "responses": [{"type": "function",
+                 "name": "f"}], "anthropic": [{"name": "f", "input_schema": {}}],
+                 "gemini": [{"functionDeclarations": [{"name": "f"}]}]}  # fmt: skip
+    found = find_upstream("POST", path)
+    assert found is not None
+    plain = {k: v for k, v in body.items() if k not in ("tools", "web_search_options")}
+    apply(rules(max_user_chars=1000), {**plain, "tools": functions[found[0].name]}, path)

@@ -115,7 +115,7 @@ def enforce(rules: PolicyRules, data: Any, found: Found) -> bool:
         raise PolicyViolation("stream", f"this request must stream: {body.where['stream']}")
 
     if rules.max_user_chars is not None:
-        body.check_text()
+        body.check_text(signed)
         total = body.prompt_chars(signed)
         if total > rules.max_user_chars:
             raise PolicyViolation(

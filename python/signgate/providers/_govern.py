@@ -255,15 +255,32 @@ class Governed:
 
     # -- the prompt ----------------------------------------------------------------------------------
 
-    def check_text(self) -> None:
+    def check_text(self, signed: frozenset[str] = frozenset()) -> None:
         """Raise PolicyViolation("max_user_chars") for prompt content no character count can
-        see: images, files, audio, text stored upstream."""
+        see: images, files, audio, text stored upstream, and (unless the policy fixes the tools)
+        built-in tools that fetch text upstream."""
         for name in self.by_reference:
             if name in self.data:
                 raise not_text(
                     "max_user_chars",
                     f"{name!r} is refused: it brings in text stored upstream, which the gateway cannot count",
                 )
+        builtin = self.builtin_tools() if "tools" not in signed else []
+        if builtin:
+            raise not_text(
+                "max_user_chars",
+                f"{builtin[0][:60]!r} is refused: a built-in tool brings in text fetched upstream (search results, "
+                "pages, files), which the gateway cannot count; only function tools, or tools the policy fixes",
+            )
+
+    def builtin_tools(self) -> list[str]:
+        """The API's own tools the body asks for (web search, URL fetching, file search, code
+        execution): what they bring into the prompt is fetched upstream."""
+        tools = self.tools()
+        return [
+            str(tool.get("type")) for tool in (tools if isinstance(tools, list) else [])
+            if isinstance(tool, dict) and tool.get("type") not in ("function", "custom")
+        ]  # fmt: skip
 
     def prompt_chars(self, signed: frozenset[str] = frozenset()) -> int:
         """Characters of every piece of text in the body the model may read (see count_chars):

@@ -459,8 +459,16 @@ class AnthropicBody(Governed):
     def other_tools(self, rule: str) -> list[str]:
         return [n for n in ("mcp_servers",) if rule == "tools" and n in self.data]
 
-    def check_text(self) -> None:
-        super().check_text()
+    def builtin_tools(self) -> list[str]:
+        # A client tool has no type (or "custom"); server tools are typed (web_search_20250305, ...).
+        tools = self.tools()
+        return [
+            str(tool.get("type")) for tool in (tools if isinstance(tools, list) else [])
+            if isinstance(tool, dict) and tool.get("type") not in (None, "custom")
+        ]  # fmt: skip
+
+    def check_text(self, signed: frozenset[str] = frozenset()) -> None:
+        super().check_text(signed)
         system = self.data.get("system")
         if system is not None and text_of(system) is None:
             raise not_text("max_user_chars", "system must be text (a string or text blocks)")

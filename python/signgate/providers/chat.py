@@ -439,8 +439,8 @@ class ChatBody(Governed):
         # The functions API that tools replaced: still read by OpenAI and many compatible servers.
         return [n for n in (("functions",) if rule == "tools" else ("function_call",)) if n in self.data]
 
-    def check_text(self) -> None:
-        super().check_text()
+    def check_text(self, signed: frozenset[str] = frozenset()) -> None:
+        super().check_text(signed)
         for message in self._messages():
             content = message.get("content")
             if content is not None and text_of(content) is None:
@@ -466,6 +466,10 @@ class ChatBody(Governed):
             return False
         self.data["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
         return True
+
+    def builtin_tools(self) -> list[str]:
+        # OpenAI's search models search the web for every request that names the option.
+        return ["web_search_options"] * ("web_search_options" in self.data) + super().builtin_tools()
 
     def usage_only(self, event: Mapping[str, Any]) -> bool:
         return bool(event.get("usage")) and not event.get("choices")

@@ -639,14 +639,22 @@ class GeminiBody(Governed):
     def tool_choice(self) -> Any:
         return _pick(self.data, "toolConfig", "")
 
+    def builtin_tools(self) -> list[str]:
+        # Every tool but function declarations (googleSearch, urlContext, codeExecution, fileSearch, ...).
+        tools = self.tools()
+        return [
+            key for tool in (tools if isinstance(tools, list) else []) if isinstance(tool, dict)
+            for key in tool if camel_case(key) != "functionDeclarations"
+        ]  # fmt: skip
+
     def stream_value(self) -> Any:
         return None
 
     def streams(self) -> bool:
         return bool(self.route.stream)
 
-    def check_text(self) -> None:
-        super().check_text()
+    def check_text(self, signed: frozenset[str] = frozenset()) -> None:
+        super().check_text(signed)
         instruction = _pick(self.data, "systemInstruction", "")
         where_parts = [("systemInstruction", instruction)] if instruction is not MISSING else []
         where_parts += [(f"contents[{i}]", c) for i, c in enumerate(self._contents())]

@@ -457,8 +457,8 @@ class ResponsesBody(Governed):
             return MISSING
         return text["format"]
 
-    def check_text(self) -> None:
-        super().check_text()
+    def check_text(self, signed: frozenset[str] = frozenset()) -> None:
+        super().check_text(signed)
         for i, item in enumerate(self._items()):
             kind = item.get("type", "message")
             if kind not in _TEXT_ITEMS:
