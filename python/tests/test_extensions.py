@@ -499,3 +499,38 @@ def test_extension_vectors_are_plain_sw1(vector: dict[str, Any]) -> None:
         vector["sign"]["method"], vector["sign"]["upstream_url"], expires_in=vector["expiry"], **kwargs
     )
     assert (signed.url, signed.headers) == (vector["signed_url"], vector["headers"])
+
+
+GEMINI_STREAM = "/v1beta/models/m:streamGenerateContent"
+
+
+def test_tap_reads_a_gemini_stream_sent_as_one_json_array() -> None:
+    # streamGenerateContent without alt=sse answers a JSON array of responses, cumulative usage in each.
+    tap, _ = tap_for(b'{"contents": []}', ask_for_usage=True, path=GEMINI_STREAM)
+    tap.start("application/json")
+    chunks = [
+        {"candidates": [{"content": {"parts": [{"text": "he"}]}}], "usageMetadata": {"promptTokenCount": 9}},
+        {"candidates": [{"content": {"parts": [{"text": "llo"}]}}], "usageMetadata": {
+            "promptTokenCount": 9, "candidatesTokenCount": 2, "thoughtsTokenCount": 5}},
+    ]  # fmt: skip
+    tap.feed(json.dumps(chunks).encode())
+    tap.finish()
+    assert tap.tokens() == (9, 7, 16, False)  # thinking is billed as output
+
+
+def test_tap_estimates_the_side_a_report_leaves_out() -> None:
+    # A Gemini stream cut before its last chunk: the prompt is reported, the answer is not.
+    tap, _ = tap_for(b'{"contents": [{"parts": [{"text": "abcdefgh"}]}]}', ask_for_usage=True, path=GEMINI_STREAM)
+    tap.start("text/event-stream")
+    tap.feed(b'data: {"candidates": [{"content": {"parts": [{"text": "' + b"w" * 40 + b'"}]}}], '
+             b'"usageMetadata": {"promptTokenCount": 3}}\n\n')  # fmt: skip
+    assert tap.tokens() == (3, 10, 13, True)
+
+
+def test_tap_reads_no_usage_on_a_path_of_no_known_api() -> None:
+    # An answer shaped like a chat completion, from a path the gateway does not know: estimated.
+    tap, _ = tap_for(b'{"model": "m"}', ask_for_usage=True, path="/v1/other")
+    tap.start("application/json")
+    tap.feed(json.dumps({"choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 1}}).encode())
+    tap.finish()
+    assert tap.tokens()[3] is True
