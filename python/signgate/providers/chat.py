@@ -469,7 +469,8 @@ class ChatBody(Governed):
 
     def builtin_tools(self) -> list[str]:
         # OpenAI's search models search the web for every request that names the option.
-        return ["web_search_options"] * ("web_search_options" in self.data) + super().builtin_tools()
+        searching = ["web_search_options"] if "web_search_options" in self.data else []
+        return searching + super().builtin_tools()
 
     def usage_only(self, event: Mapping[str, Any]) -> bool:
         return bool(event.get("usage")) and not event.get("choices")
