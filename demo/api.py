@@ -1,21 +1,20 @@
 """``POST /api/search/sign``: the only thing the app does for the AI search is sign.
 
 It checks the session, the CSRF token, the rate limit and the question, then returns a signed
-chat-completions request (``Signer.sign(...).to_dict()``) for the browser to send to the
-gateway. The body and its headers are bound by the signature, so the browser cannot change
-the prompt, the schema or the model; the app never sees an API key and never waits on the model.
+request in the shape of the configured API (``PROVIDER``: chat completions by default; see
+:mod:`demo.apis`) as ``Signer.sign(...).to_dict()``, for the browser to send to the gateway.
+The body and its headers are bound by the signature, so the browser cannot change the prompt,
+the schema or the model; the app never sees an API key and never waits on the model.
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request, session
 
-from signgate import Policy
-
-from . import security
+from . import apis, security
+from .apis import SearchRequest
 from .filters import FilterSchema
 from .state import filter_schema, rate_limiter, signer
 
@@ -37,21 +36,19 @@ def error(status: int, code: str, message: str, **headers: str) -> Response:
     return response
 
 
-def chat_request(schema: FilterSchema, query: str, model: str) -> dict[str, Any]:
-    """The chat-completions body the model gets: the options as a system prompt, the
-    question as the user message, and the answer's JSON schema in strict mode, streamed."""
-    return {
-        "model": model,
-        "messages": [
-            {"role": "system", "content": schema.system_prompt()},
-            {"role": "user", "content": query},
-        ],
-        "response_format": {
-            "type": "json_schema",
-            "json_schema": {"name": "car_filters", "strict": True, "schema": schema.json_schema()},
-        },
-        "stream": True,
-    }
+def search_request(schema: FilterSchema, query: str) -> SearchRequest:
+    """The request the model gets for ``query``, in the configured API's shape, and its policy."""
+    config = current_app.config
+    return apis.search_request(
+        config["PROVIDER"],
+        system=schema.system_prompt(),
+        query=query,
+        schema=schema.json_schema(),
+        model=config["MODEL"],
+        max_tokens=int(config["MAX_TOKENS"]),
+        max_chars=int(config["QUERY_MAX_CHARS"]),
+        answer_as=config["ANSWER_AS"],
+    )
 
 
 @bp.errorhandler(413)
@@ -92,24 +89,18 @@ def sign() -> Response:
     active = signer()
     if active is None:
         return error(503, "not_configured", "the AI search is not configured (SIGNGATE_SECRET is unset)")
-    body = chat_request(filter_schema(), query, current_app.config["MODEL"])
     # Beyond binding the exact body: the URL works once, it is attributed to this session's
     # (opaque) user, so the gateway's per-user limits apply, and a policy fixes everything that
     # costs money, so even a backend that stopped binding the body could not be abused.
-    policy = Policy(
-        models=[body["model"]],
-        max_tokens=int(current_app.config["MAX_TOKENS"]),
-        system_prompt=body["messages"][0]["content"],
-        response_format=body["response_format"],
-        require_stream=True,
-        max_user_chars=cap,
-        # Only the fields this request has (and max_tokens, under its ceiling): any
-        # other field, such as service_tier or n, is refused instead of passing unchecked.
-        fields=[*body, "max_tokens"],
-    )
+    search = search_request(filter_schema(), query)
     user = hashlib.sha256(session[security.SESSION_KEY].encode()).hexdigest()[:24]
     signed = active.sign(
-        "POST", current_app.config["UPSTREAM_URL"], json=body, single_use=True, user=user, policy=policy
+        "POST",
+        current_app.config["UPSTREAM_URL"],
+        json=search.body,
+        single_use=True,
+        user=user,
+        policy=search.policy,
     )
     response = jsonify(signed.to_dict())
     response.headers["Cache-Control"] = "no-store"

@@ -31,9 +31,11 @@ from types import FrameType
 from typing import IO, Any
 from urllib.parse import urlsplit
 
+from signgate import providers
 from signgate.standin.server import MODEL_ID as STANDIN_MODEL
 
-OPENAI_URL = "https://api.openai.com/v1/chat/completions"
+from . import apis
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 #: Environment variables that carry secrets to the children.
 GATEWAY_SECRET_ENV = "SIGNGATE_SECRET"  # noqa: S105 - the name of a variable, not a secret
@@ -49,6 +51,8 @@ _SECRET_ENVS = (
     GIVEN_SECRET_ENV,
     GIVEN_STANDIN_KEY_ENV,
     "OPENAI_API_KEY",
+    "ANTHROPIC_API_KEY",
+    "GEMINI_API_KEY",
     "SIGNGATE_UPSTREAM_API_KEY",
 )
 
@@ -114,13 +118,16 @@ def _child_env(environ: Mapping[str, str], extra: Mapping[str, str]) -> dict[str
 
 
 def plan(args: argparse.Namespace, environ: Mapping[str, str]) -> Plan:
-    """What to run. Upstream: ``SIGNGATE_UPSTREAM_URL`` (with ``SIGNGATE_UPSTREAM_API_KEY`` or
-    ``OPENAI_API_KEY`` as its key, if set), else OpenAI when ``OPENAI_API_KEY`` is set, else the
-    offline stand-in.
+    """What to run for the API ``--provider`` names (demo/apis.py). Upstream:
+    ``SIGNGATE_UPSTREAM_URL`` (with ``SIGNGATE_UPSTREAM_API_KEY`` or the API's own key variable
+    as its key, if set), else the API's service when its key variable (``OPENAI_API_KEY``,
+    ``ANTHROPIC_API_KEY``, ``GEMINI_API_KEY``) is set, else the offline stand-in, which speaks
+    all four.
 
     The signing secret and the stand-in's key are fresh random values unless
     ``DEMO_SIGNING_SECRET`` / ``DEMO_STANDIN_API_KEY`` give them (a stale ``SIGNGATE_SECRET`` or
     ``STANDIN_API_KEY`` in the environment is never reused)."""
+    api = apis.APIS[args.provider]
     host: str = args.host
     gateway_url = f"http://{_netloc(host, args.gateway_port)}"
     signing_secret = environ.get(GIVEN_SECRET_ENV) or secrets.token_urlsafe(32)
@@ -128,16 +135,20 @@ def plan(args: argparse.Namespace, environ: Mapping[str, str]) -> Plan:
     children: list[Child] = []
 
     custom = environ.get("SIGNGATE_UPSTREAM_URL", "").strip()
-    key_env = next((k for k in ("SIGNGATE_UPSTREAM_API_KEY", "OPENAI_API_KEY") if environ.get(k)), None)
-    standin = not custom and not environ.get("OPENAI_API_KEY")
+    key_env = next((k for k in ("SIGNGATE_UPSTREAM_API_KEY", api.key_env) if environ.get(k)), None)
+    standin = not custom and not environ.get(api.key_env)
+    # The stand-in answers as whatever model is asked for, and the page names the model that
+    # answered: so ask it for itself, and a real service for the API's usual model unless told.
+    default_model = STANDIN_MODEL if standin else api.default_model
+    model = args.model or environ.get("MODEL") or default_model
     if custom:
         upstream = custom
-    elif environ.get("OPENAI_API_KEY"):
-        upstream, key_env = OPENAI_URL, "OPENAI_API_KEY"
+    elif not standin:
+        upstream, key_env = api.service + api.path(model), api.key_env
     else:
         # The stand-in only ever talks to the gateway, so it stays on loopback whatever --host is.
         standin_url = f"http://127.0.0.1:{args.standin_port}"
-        upstream, key_env = f"{standin_url}/v1/chat/completions", STANDIN_KEY_ENV
+        upstream, key_env = standin_url + api.path(model), STANDIN_KEY_ENV
         api_key = environ.get(GIVEN_STANDIN_KEY_ENV) or secrets.token_urlsafe(32)
         gateway_env[STANDIN_KEY_ENV] = api_key
         standin_argv = [sys.executable, "-m", "signgate", "standin", "--host", "127.0.0.1"]
@@ -159,8 +170,12 @@ def plan(args: argparse.Namespace, environ: Mapping[str, str]) -> Plan:
 
     gateway_argv = [sys.executable, "-m", "signgate", "serve", "--id", args.key_id, "--secret-env", GATEWAY_SECRET_ENV]
     if key_env is not None:
-        # ${VAR} is expanded by the gateway from its own environment, not by a shell.
-        gateway_argv += ["--header-env", f"Authorization=Bearer ${{{key_env}}}"]
+        # In the header the API reads it from; ${VAR} is expanded by the gateway from its own
+        # environment, not by a shell.
+        name, value = providers.by_name(api.name).auth_header(f"${{{key_env}}}")
+        gateway_argv += ["--header-env", f"{name}={value}"]
+    for header in api.headers:
+        gateway_argv += ["--header", header]
     gateway_argv += ["--allow-upstream", _allowed_prefix(upstream)]
     if _is_private(upstream):
         gateway_argv.append("--allow-private-upstreams")
@@ -179,15 +194,13 @@ def plan(args: argparse.Namespace, environ: Mapping[str, str]) -> Plan:
         )
     )
 
-    # The stand-in answers as whatever model is asked for, and the page names the model that
-    # answered: so ask it for itself, and OpenAI or another server for gpt-4o-mini unless told.
-    default_model = STANDIN_MODEL if standin else "gpt-4o-mini"
-    model = args.model or environ.get("MODEL") or default_model
     app_config = {
         "SIGNGATE_KEY_ID": args.key_id,
         "SIGNGATE_SECRET": signing_secret,
         "GATEWAY_URL": gateway_url,
         "UPSTREAM_URL": upstream,
+        "PROVIDER": api.name,
+        "ANSWER_AS": args.answer_as or api.answer_as,
         "MODEL": model,
         "STANDIN": standin,
     }
@@ -317,8 +330,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m demo",
         description=(
-            "Run the signgate demo: the Flask app, the gateway and (unless OPENAI_API_KEY or "
-            "SIGNGATE_UPSTREAM_URL is set) the offline stand-in model."
+            "Run the signgate demo: the Flask app, the gateway and (unless the API's key variable or "
+            "SIGNGATE_UPSTREAM_URL is set) the offline stand-in model, which speaks every API."
         ),
     )
     parser.add_argument("--host", default="127.0.0.1", help="address for the app and the gateway (default 127.0.0.1)")
@@ -326,7 +339,23 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--gateway-port", type=int, default=5001, help="the gateway's port (default 5001)")
     parser.add_argument("--standin-port", type=int, default=5002, help="the stand-in model's port (default 5002)")
     parser.add_argument("--standin-delay", type=float, default=None, help="seconds the stand-in waits between chunks")
-    parser.add_argument("--model", default=None, help="model name sent upstream (default $MODEL or gpt-4o-mini)")
+    parser.add_argument(
+        "--provider",
+        choices=apis.API_NAMES,
+        default="chat",
+        help="the LLM API: OpenAI chat completions (default), OpenAI responses, Anthropic messages or Gemini; "
+        "a real one with OPENAI_API_KEY, ANTHROPIC_API_KEY or GEMINI_API_KEY set",
+    )
+    parser.add_argument(
+        "--answer-as",
+        choices=("schema", "tool"),
+        default=None,
+        help="the answer as JSON matching a schema, or as a forced function call's arguments "
+        "(default: a function call for anthropic, a schema for the others)",
+    )
+    parser.add_argument(
+        "--model", default=None, help="model name sent upstream (default $MODEL, or the API's usual model)"
+    )
     parser.add_argument("--key-id", default="demo", help="the signing key's id (default demo)")
     parser.add_argument(
         "--instance-path",

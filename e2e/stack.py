@@ -26,7 +26,10 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 #: Variables that would make the launcher use a real model instead of the stand-in.
-_UPSTREAM_ENVS = ("OPENAI_API_KEY", "SIGNGATE_UPSTREAM_URL", "SIGNGATE_UPSTREAM_API_KEY", "MODEL")
+_UPSTREAM_ENVS = (
+    "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "SIGNGATE_UPSTREAM_URL", "SIGNGATE_UPSTREAM_API_KEY",
+    "MODEL",
+)  # fmt: skip
 #: A port that another process took between our probe and the launcher's bind.
 _PORT_TAKEN = ("address already in use", "choose another --port")
 
@@ -68,14 +71,22 @@ class Stack:
 
     @classmethod
     def demo(
-        cls, name: str, instance: Path, *, env: Mapping[str, str] | None = None, log_dir: Path | None = None
+        cls,
+        name: str,
+        instance: Path,
+        *,
+        env: Mapping[str, str] | None = None,
+        log_dir: Path | None = None,
+        args: tuple[str, ...] = (),
     ) -> Stack:
         """``python -m demo`` on three free ports. ``env`` adds variables the app reads
-        (``SIGN_EXPIRES``, ``SIGN_RATE_LIMIT``, ...). Not started yet: call :meth:`start`."""
+        (``SIGN_EXPIRES``, ``SIGN_RATE_LIMIT``, ...); ``args`` options of the launcher
+        (``--provider anthropic``). Not started yet: call :meth:`start`."""
         app, gateway, standin = free_port(), free_port(), free_port()
         chosen = {"signing secret": new_secret(), "stand-in API key": new_secret()}
         argv = [sys.executable, "-m", "demo", "--host", "127.0.0.1", "--port", str(app)]
         argv += ["--gateway-port", str(gateway), "--standin-port", str(standin), "--instance-path", str(instance)]
+        argv += args
         environ = _base_env(env)
         environ["DEMO_SIGNING_SECRET"] = chosen["signing secret"]
         environ["DEMO_STANDIN_API_KEY"] = chosen["stand-in API key"]

@@ -24,10 +24,10 @@ export function createIdleTimer(ms, onIdle) {
   };
 }
 
-// An answer's first `"model": "..."` names the model that gave it, in a chat completion and in
-// each streamed chunk alike. Inside the answer's own text a quote is escaped (\"model\"), so that
-// cannot match. Only the start of the body is searched.
-const MODEL = /"model"\s*:\s*"((?:[^"\\\n]|\\.){1,200})"/;
+// An answer's first `"model": "..."` names the model that gave it, in every API's answer and
+// stream alike (Gemini's says `"modelVersion"`). Inside the answer's own text a quote is escaped
+// (\"model\"), so that cannot match. Only the start of the body is searched.
+const MODEL = /"model(?:Version)?"\s*:\s*"((?:[^"\\\n]|\\.){1,200})"/;
 const SNIFF_CHARS = 64 * 1024;
 
 /**

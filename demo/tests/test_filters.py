@@ -9,9 +9,13 @@ from typing import Any
 
 import pytest
 
-from demo import catalog
-from demo.api import chat_request
+from demo import apis, catalog
 from demo.filters import FilterSchema, Query, answer_pairs
+from signgate import strict_json
+from signgate.errors import PolicyViolation
+from signgate.extensions import PolicyRules
+from signgate.gateway.policy import enforce
+from signgate.providers import find_upstream
 
 
 @pytest.fixture
@@ -251,7 +255,7 @@ def test_system_prompt_holds_the_options(schema: FilterSchema) -> None:
 
 
 def test_chat_request(schema: FilterSchema) -> None:
-    body = chat_request(schema, "a red suv", "some-model")
+    body = chat_body(schema, "a red suv", "some-model")
     assert body["model"] == "some-model"
     assert body["stream"] is True
     assert body["messages"] == [
@@ -262,6 +266,37 @@ def test_chat_request(schema: FilterSchema) -> None:
         "type": "json_schema",
         "json_schema": {"name": "car_filters", "strict": True, "schema": schema.json_schema()},
     }
+
+
+def chat_body(schema: FilterSchema, query: str, model: str) -> dict[str, Any]:
+    return apis.search_request(
+        "chat", system=schema.system_prompt(), query=query, schema=schema.json_schema(), model=model,
+        max_tokens=400, max_chars=300, answer_as="schema",
+    ).body  # fmt: skip
+
+
+@pytest.mark.parametrize("answer_as", ["schema", "tool"])
+@pytest.mark.parametrize("name", apis.API_NAMES)
+def test_every_apis_request_obeys_the_policy_signed_with_it(
+    schema: FilterSchema, name: str, answer_as: apis.AnswerAs
+) -> None:
+    api = apis.APIS[name]
+    search = apis.search_request(
+        name, system=schema.system_prompt(), query="a red suv", schema=schema.json_schema(), model="m",
+        max_tokens=400, max_chars=300, answer_as=answer_as,
+    )  # fmt: skip
+    rules = PolicyRules.from_header(search.policy.header())
+    found = find_upstream("POST", api.path("m"))
+    assert found is not None and found[0].name == name
+    body = strict_json.loads(json.dumps(search.body))
+    enforce(rules, body, found)  # the output cap inserted where the API keeps it
+    # The schema or the tool is fixed, and the question is the only text the shopper chooses.
+    assert (rules.response_format_sha256 is None) == (answer_as == "tool")
+    assert (rules.tools_sha256 is None) == (answer_as == "schema")
+    longer = json.loads(json.dumps(search.body).replace("a red suv", "x" * 301))
+    with pytest.raises(PolicyViolation) as info:
+        enforce(rules, longer, found)
+    assert info.value.rule == "max_user_chars"
 
 
 # -- model answers ---------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from demo import launcher
-from demo.launcher import OPENAI_URL, Child, Plan, StartupError, Supervisor, parse_args, plan
+from demo.launcher import Child, Plan, StartupError, Supervisor, parse_args, plan
 
 PY = sys.executable
 
@@ -42,7 +42,7 @@ def test_standin_mode() -> None:
     ]  # fmt: skip
     assert argv_of(the_plan, "gateway") == [
         PY, "-m", "signgate", "serve", "--id", "demo", "--secret-env", "SIGNGATE_SECRET",
-        "--header-env", "Authorization=Bearer ${STANDIN_API_KEY}",
+        "--header-env", "authorization=Bearer ${STANDIN_API_KEY}",
         "--allow-upstream", "http://127.0.0.1:5002/v1/", "--allow-private-upstreams",
         "--cors-origin", "http://127.0.0.1:5000",
         "--limit", "user.requests_per_minute=30", "--limit", "user.concurrent_streams=3",
@@ -129,13 +129,13 @@ def test_openai_mode() -> None:
     the_plan = plan(parse_args([]), {"OPENAI_API_KEY": "sk-test-key"})
     assert [c.name for c in the_plan.children] == ["gateway"]
     gateway = argv_of(the_plan, "gateway")
-    assert gateway[gateway.index("--header-env") + 1] == "Authorization=Bearer ${OPENAI_API_KEY}"
+    assert gateway[gateway.index("--header-env") + 1] == "authorization=Bearer ${OPENAI_API_KEY}"
     assert gateway[gateway.index("--allow-upstream") + 1] == "https://api.openai.com/v1/"
     assert "--allow-private-upstreams" not in gateway
     assert env_of(the_plan, "gateway")["OPENAI_API_KEY"] == "sk-test-key"
     assert "sk-test-key" not in all_argv(the_plan)
     assert "sk-test-key" not in the_plan.app_config.values()  # the app never holds the API key
-    assert the_plan.app_config["UPSTREAM_URL"] == OPENAI_URL
+    assert the_plan.app_config["UPSTREAM_URL"] == "https://api.openai.com/v1/chat/completions"
     assert the_plan.app_config["STANDIN"] is False
     assert the_plan.app_config["MODEL"] == "gpt-4o-mini"
 
@@ -161,7 +161,7 @@ def test_custom_remote_upstream_with_a_key() -> None:
     }
     the_plan = plan(parse_args([]), environ)
     gateway = argv_of(the_plan, "gateway")
-    assert gateway[gateway.index("--header-env") + 1] == "Authorization=Bearer ${SIGNGATE_UPSTREAM_API_KEY}"
+    assert gateway[gateway.index("--header-env") + 1] == "authorization=Bearer ${SIGNGATE_UPSTREAM_API_KEY}"
     assert gateway[gateway.index("--allow-upstream") + 1] == "https://llm.example.com/openai/v1/"
     assert "--allow-private-upstreams" not in gateway
     env = env_of(the_plan, "gateway")
@@ -336,3 +336,50 @@ def test_main_builds_the_app_in_the_given_instance_folder(
     assert launcher.main(["--quiet", "--instance-path", str(tmp_path)], environ={}) == 2
     assert seen == {"instance_path": str(tmp_path)}
     assert "error: stop here" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("provider", "key_header", "path"),
+    [
+        ("chat", "authorization=Bearer ${STANDIN_API_KEY}", "/v1/chat/completions"),
+        ("responses", "authorization=Bearer ${STANDIN_API_KEY}", "/v1/responses"),
+        ("anthropic", "x-api-key=${STANDIN_API_KEY}", "/v1/messages"),
+        (
+            "gemini",
+            "x-goog-api-key=${STANDIN_API_KEY}",
+            "/v1beta/models/signgate-standin:streamGenerateContent?alt=sse",
+        ),
+    ],
+)
+def test_each_provider_on_the_standin(provider: str, key_header: str, path: str) -> None:
+    the_plan = plan(parse_args(["--provider", provider]), {})
+    assert [c.name for c in the_plan.children] == ["stand-in", "gateway"]
+    gateway = argv_of(the_plan, "gateway")
+    assert gateway[gateway.index("--header-env") + 1] == key_header
+    assert ("--header" in gateway) == (provider == "anthropic")
+    if provider == "anthropic":
+        assert gateway[gateway.index("--header") + 1] == "anthropic-version: 2023-06-01"
+    assert the_plan.app_config["UPSTREAM_URL"] == "http://127.0.0.1:5002" + path
+    assert the_plan.app_config["PROVIDER"] == provider
+    assert the_plan.app_config["ANSWER_AS"] == ("tool" if provider == "anthropic" else "schema")
+    assert parse_args(["--provider", provider, "--answer-as", "tool"]).answer_as == "tool"
+
+
+@pytest.mark.parametrize(
+    ("provider", "env", "url", "model"),
+    [
+        ("anthropic", "ANTHROPIC_API_KEY", "https://api.anthropic.com/v1/messages", "claude-haiku-4-5"),
+        ("gemini", "GEMINI_API_KEY",
+         "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse",
+         "gemini-2.5-flash"),
+        ("responses", "OPENAI_API_KEY", "https://api.openai.com/v1/responses", "gpt-4.1-mini"),
+    ],
+)  # fmt: skip
+def test_each_provider_on_its_service(provider: str, env: str, url: str, model: str) -> None:
+    the_plan = plan(parse_args(["--provider", provider]), {"OPENAI_API_KEY": "sk-openai", env: "sk-service-key"})
+    assert [c.name for c in the_plan.children] == ["gateway"]
+    assert the_plan.app_config["UPSTREAM_URL"] == url and the_plan.app_config["MODEL"] == model
+    assert env_of(the_plan, "gateway")[env] == "sk-service-key"
+    assert "sk-service-key" not in all_argv(the_plan) and "sk-service-key" not in the_plan.app_config.values()
+    if env != "OPENAI_API_KEY":  # another service's key is never handed to the gateway
+        assert "OPENAI_API_KEY" not in env_of(the_plan, "gateway")

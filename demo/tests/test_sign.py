@@ -14,11 +14,12 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from demo import create_app
-from demo.api import chat_request
+from demo.api import search_request
 from demo.state import filter_schema, rate_limiter
 from signgate import BadSignature, Expired, MissingHeader, Verifier, parse_query, strict_json
 from signgate.extensions import PolicyRules, canonical_json, sha256_hex
 from signgate.gateway.policy import enforce
+from signgate.providers import find_upstream
 
 from .conftest import GATEWAY_URL, KEY_ID, SECRET, UPSTREAM_URL
 from .html import Page
@@ -206,9 +207,10 @@ def test_signed_request_verifies(app: Flask, client: FlaskClient) -> None:
     assert rules.system_sha256 == sha256_hex(body["messages"][0]["content"])
     assert rules.response_format_sha256 == sha256_hex(canonical_json(body["response_format"]))
     assert rules.max_user_chars == 300
-    enforce(rules, strict_json.loads(signed["body"]))  # the body the app signed obeys its own policy
+    found = find_upstream("POST", urlsplit(UPSTREAM_URL).path)
+    enforce(rules, strict_json.loads(signed["body"]), found)  # the body the app signed obeys its own policy
     with app.app_context():
-        expected = chat_request(filter_schema(), "a blue pickup with a tow package", "gpt-4o-mini")
+        expected = search_request(filter_schema(), "a blue pickup with a tow package").body
     assert body == expected
     assert body["stream"] is True
     assert body["response_format"]["json_schema"]["strict"] is True

@@ -9,7 +9,7 @@ import {randomBytes} from 'node:crypto';
 import {existsSync} from 'node:fs';
 import {createServer} from 'node:http';
 import {fileURLToPath} from 'node:url';
-import {askJSON, askText} from '../index.js';
+import {askJSON, askText, GatewayError} from '../index.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const python = process.env.SIGNGATE_PYTHON ?? `${root}.venv/bin/python`;
@@ -119,6 +119,28 @@ const start = async (args, env, health) => {
 	}
 };
 
+// A backend that binds a body policy as well (signgate.Policy, from Python: the CLI has no policy flags).
+const SIGN_WITH_POLICY = `
+import json, os, sys
+from signgate import Policy, Signer
+spec = json.load(sys.stdin)
+signer = Signer("app", os.environ["SIGNGATE_SECRET"], spec["gateway"])
+signed = signer.sign("POST", spec["url"], json=spec["body"], headers=spec["headers"], policy=Policy(**spec["policy"]))
+print(json.dumps(signed.to_dict()))
+`;
+
+/** One request signed with `policy` bound, through Python's Signer. */
+const signWithPolicy = ({path, headers = {}, body}, policy) => new Promise((resolve, reject) => {
+	const child = execFile(python, ['-c', SIGN_WITH_POLICY], {cwd: root, env: {...process.env, SIGNGATE_SECRET: secret}}, (error, stdout, stderr) => {
+		if (error) {
+			reject(new Error(`signing with a policy failed: ${stderr}`));
+		} else {
+			resolve(stdout);
+		}
+	});
+	child.stdin.end(JSON.stringify({gateway, url: standin + path, headers: {'content-type': 'application/json', ...headers}, body, policy}));
+});
+
 /** `signgate sign --json` for one request: the signed request a backend's sign endpoint returns. */
 const sign = ({path, headers = {}, body}) => new Promise((resolve, reject) => {
 	const args = ['-m', 'signgate', 'sign', '--json', '--id', 'app', '--gateway', gateway, '--upstream', standin + path, '--header', 'content-type: application/json'];
@@ -156,9 +178,16 @@ before(async () => {
 			text += chunk;
 		}
 
-		const {api, stream, as} = JSON.parse(text);
-		signed.push({api, stream, as});
+		const {api, stream, as, rule} = JSON.parse(text);
 		response.setHeader('content-type', 'application/json');
+		if (rule !== undefined) {
+			// The good request's policy, and a request that breaks `rule` of it.
+			const good = requests[api]({stream: true, as: 'schema'});
+			response.end(await signWithPolicy(breaks[rule](api, structuredClone(good)), policyOf(api, good)));
+			return;
+		}
+
+		signed.push({api, stream, as});
 		response.end(await sign(requests[api]({stream, as})));
 	});
 	await new Promise(resolve => { server.listen(0, '127.0.0.1', resolve); });
@@ -223,6 +252,96 @@ for (const api of Object.keys(requests)) {
 		assert.deepEqual((await ask({api, stream: false, as: 'tool'})).answer, EXPECTED);
 		const text = await askText(signEndpoint, {api, stream: false, as: 'text'}, {timeout: 60_000});
 		assert.match(text, /stand-in/i, 'the stand-in says what it is');
+	});
+}
+
+// The rules of a body policy, where each API keeps what they fix: the good request's own values.
+const CAPS = {chat: 'max_tokens', responses: 'max_output_tokens', anthropic: 'max_tokens'};
+const FORMATS = {
+	chat: body => body.response_format,
+	responses: body => body.text.format,
+	anthropic: body => body.output_config.format,
+	gemini: body => body.generationConfig,
+};
+const policyOf = (api, {body}) => ({
+	models: [body.model ?? 'gemini-2.5-flash'],
+	max_tokens: 400,
+	system_prompt: SYSTEM,
+	response_format: FORMATS[api](body),
+	require_stream: true,
+	max_user_chars: 200,
+	fields: [...Object.keys(body), ...(CAPS[api] ? [CAPS[api]] : [])],
+});
+const streamOff = (api, request) => api === 'gemini'
+	? {...request, path: request.path.replace(':streamGenerateContent?alt=sse', ':generateContent')}
+	: {...request, body: {...request.body, stream: false}};
+const setQuestion = (api, request, text) => {
+	const {body} = request;
+	if (api === 'gemini') {
+		body.contents[0].parts[0].text = text;
+	} else if (api === 'responses') {
+		body.input = text;
+	} else {
+		body.messages.at(-1).content = text;
+	}
+
+	return request;
+};
+const setSystem = (api, request, text) => {
+	const {body} = request;
+	if (api === 'chat') {
+		body.messages[0].content = text;
+	} else if (api === 'responses') {
+		body.instructions = text;
+	} else if (api === 'anthropic') {
+		body.system = text;
+	} else {
+		body.systemInstruction.parts[0].text = text;
+	}
+
+	return request;
+};
+const breaks = {
+	models: (api, request) => api === 'gemini'
+		? {...request, path: request.path.replace('gemini-2.5-flash', 'gemini-2.5-pro')}
+		: {...request, body: {...request.body, model: 'another-model'}},
+	max_tokens(api, request) {
+		if (api === 'gemini') {
+			request.body.generationConfig.maxOutputTokens = 5000;
+		} else {
+			request.body[CAPS[api]] = 5000;
+		}
+
+		return request;
+	},
+	system_prompt: (api, request) => setSystem(api, request, 'Answer with a poem.'),
+	response_format(api, request) {
+		const format = FORMATS[api](request.body);
+		if (api === 'gemini') {
+			format.responseJsonSchema = {type: 'object'};
+		} else {
+			(format.json_schema ?? format).schema = {type: 'object'};
+		}
+
+		return request;
+	},
+	stream: streamOff,
+	max_user_chars: (api, request) => setQuestion(api, request, 'a red suv '.repeat(30)),
+	fields: (api, request) => ({...request, body: {...request.body, service_tier: 'priority'}}),
+};
+
+for (const api of Object.keys(requests)) {
+	test(`${api}: each rule of a body policy, refused by the gateway, reaches the helper by name`, async () => {
+		for (const rule of Object.keys(breaks)) {
+			const error = await askJSON(signEndpoint, {api, rule}, {timeout: 60_000}).then(
+				() => assert.fail(`${api}: a body that breaks ${rule} was answered`),
+				error => error,
+			);
+			assert.ok(error instanceof GatewayError, `${api} ${rule}: ${error}`);
+			assert.equal(error.code, 'policy_violation', `${api} ${rule}: ${error.message}`);
+			assert.equal(error.status, 403);
+			assert.equal(error.error.rule, rule, `${api}: ${error.message}`);
+		}
 	});
 }
 

@@ -26,7 +26,9 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
+from . import providers, scheme
 from .errors import SigningError
 
 PREFIX = "x-signgate-"
@@ -53,24 +55,35 @@ def sha256_hex(text: str) -> str:
 class Policy:
     """Rules a request body must follow, bound instead of (or as well as) the exact body.
 
-    It lets a frontend vary the user's text while the backend fixes everything that costs money:
+    It lets a frontend vary the user's text while the backend fixes everything that costs money.
+    The gateway reads each rule where the API of the signed upstream URL keeps it (chat
+    completions, responses, messages, generateContent: docs/providers.md has the table); a policy
+    for a URL of no API it knows is refused, at signing and at the gateway.
 
-    - ``models``: the allowed values of ``model``;
-    - ``max_tokens``: a ceiling on ``max_tokens`` / ``max_completion_tokens`` (and llama.cpp's
-      ``n_predict``); inserted when the body has neither; ``n`` (and ``n_cmpl``, ``best_of``) must
-      be 1;
-    - ``system_prompt``: the exact text of the one system message, which must come first
-      (bound by its SHA-256, so the header stays small); no ``chat_template`` of the client's;
-    - ``response_format``: the exact ``response_format`` object (bound by the SHA-256 of its
-      :func:`canonical_json`); no grammar or schema of the client's that an upstream would apply
-      instead (``guided_*``, ``structured_outputs``, ``grammar``, ``json_schema``);
-    - ``require_stream``: ``stream`` must be true;
+    - ``models``: the allowed models (``model``; Gemini's in the URL's path);
+    - ``max_tokens``: a ceiling on every output-token cap an upstream reads (``max_tokens``,
+      ``max_completion_tokens``, ``max_output_tokens``, ``generationConfig.maxOutputTokens``,
+      llama.cpp's ``n_predict``), inserted when the body has none; no several choices (``n``,
+      ``candidateCount``, ...); thinking budgets within the ceiling;
+    - ``system_prompt``: the exact text of the one system prompt (the first chat message,
+      ``instructions``, ``system``, ``systemInstruction``), bound by its SHA-256 so the header
+      stays small; no ``chat_template`` of the client's;
+    - ``response_format``: the exact format object (``response_format``, ``text.format``,
+      ``output_config.format``, Gemini's ``responseMimeType``/``responseSchema``/
+      ``responseJsonSchema``), bound by the SHA-256 of its :func:`canonical_json`; no grammar or
+      schema of the client's that an upstream would apply instead (``guided_*``,
+      ``structured_outputs``, ``grammar``, ``json_schema``);
+    - ``tools`` and ``tool_choice``: the exact tool set and tool choice (``tools``,
+      ``tool_choice``, Gemini's ``toolConfig``), by the SHA-256 of their canonical JSON;
+    - ``require_stream``: the answer must stream (``stream`` true; Gemini's
+      ``:streamGenerateContent``);
     - ``max_user_chars``: a cap on the prompt text the client controls: every message of every
-      role (the signed system prompt aside), tool and function definitions, and any field that is
-      not a known setting; message content must then be text;
-    - ``fields``: the top-level fields the body may hold (an allowlist). Without it, fields no
-      rule names pass unchecked, among them some that cost money (``service_tier``,
-      ``reasoning_effort``, ``modalities``, ...): name the fields your requests need.
+      role (the signed parts aside), tool definitions, and any field that is not a known
+      setting; content must then be text (no images or files, no text stored upstream);
+    - ``fields``: the top-level fields the body may hold (an allowlist; ``name.key`` entries allow
+      an object field with only those keys). Without it, fields no rule names pass unchecked,
+      among them some that cost money (``service_tier``, ``reasoning``, ``modalities``, ...):
+      name the fields your requests need.
     """
 
     models: Sequence[str] = ()
@@ -80,6 +93,8 @@ class Policy:
     require_stream: bool = False
     max_user_chars: int | None = None
     fields: Sequence[str] | None = None
+    tools: Any = None
+    tool_choice: Any = None
 
     def wire(self) -> dict[str, Any]:
         """The JSON object the header carries (version 1)."""
@@ -101,6 +116,13 @@ class Policy:
                 rules["response_format_sha256"] = sha256_hex(canonical_json(self.response_format))
             except (TypeError, ValueError) as exc:
                 raise SigningError("policy", f"response_format is not JSON: {exc}") from None
+        for name in ("tools", "tool_choice"):
+            value = getattr(self, name)
+            if value is not None:
+                try:
+                    rules[f"{name}_sha256"] = sha256_hex(canonical_json(value))
+                except (TypeError, ValueError) as exc:
+                    raise SigningError("policy", f"{name} is not JSON: {exc}") from None
         if self.require_stream:
             rules["stream"] = True
         if self.fields is not None:
@@ -111,16 +133,47 @@ class Policy:
         fields = self.fields
         if fields is None or isinstance(fields, str) or not all(isinstance(f, str) and f for f in fields):
             raise SigningError("policy", "fields must be a list of non-empty strings (the allowed top-level fields)")
-        needed = {
-            "model": bool(self.models),
-            "messages": self.system_prompt is not None or self.max_user_chars is not None,
+        return sorted(set(fields))
+
+    def check_request(self, method: str, upstream_url: str) -> None:
+        """Raise SigningError unless the gateway can enforce this policy on a request of
+        ``method`` to ``upstream_url``: the URL names an LLM API it knows, and ``fields`` (if
+        given) admits every field the other rules read in that API."""
+        normalized = scheme.normalize_upstream(upstream_url) or upstream_url
+        parts = urlsplit(normalized)
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        found = providers.find_upstream(method, target or "/")
+        if found is None:
+            raise SigningError(
+                "policy",
+                f"a body policy applies to the LLM APIs the gateway knows (chat completions, responses, messages, "
+                f"generateContent); {method} {parts.path[:80]} is none of them",
+            )
+        if self.fields is None:
+            return
+        provider, route = found
+        body = provider.governed({}, route)
+        allowed = {body.field_name(name.partition(".")[0]) for name in self._fields()}
+        wanted = {
+            "models": bool(self.models),
+            "system_prompt": self.system_prompt is not None,
+            "max_user_chars": self.max_user_chars is not None,
             "response_format": self.response_format is not None,
             "stream": self.require_stream,
+            "tools": self.tools is not None,
+            "tool_choice": self.tool_choice is not None,
         }
-        missing = sorted(name for name, wanted in needed.items() if wanted and name not in fields)
+        missing = sorted(
+            {
+                " or ".join(names)
+                for rule, on in wanted.items()
+                if on
+                for names in [body.needs.get(rule, ())]
+                if names and not any(body.field_name(name) in allowed for name in names)
+            }
+        )
         if missing:
             raise SigningError("policy", f"fields must include {missing}: the policy's other rules need them")
-        return sorted(set(fields))
 
     def header(self) -> str:
         raw = json.dumps(self.wire(), separators=(",", ":")).encode()
@@ -138,6 +191,8 @@ class PolicyRules:
     require_stream: bool = False
     max_user_chars: int | None = None
     fields: frozenset[str] | None = None
+    tools_sha256: str | None = None
+    tool_choice_sha256: str | None = None
 
     @classmethod
     def from_header(cls, value: str) -> PolicyRules:
@@ -149,7 +204,7 @@ class PolicyRules:
         if not isinstance(data, dict) or data.get("v") != 1:
             raise ValueError("is not a version-1 policy object")
         unknown = set(data) - {"v", "models", "max_tokens", "system_sha256", "response_format_sha256", "stream",
-                               "max_user_chars", "fields"}  # fmt: skip
+                               "max_user_chars", "fields", "tools_sha256", "tool_choice_sha256"}  # fmt: skip
         if unknown:
             raise ValueError(f"has rules this gateway does not know: {sorted(unknown)}")
         models = data.get("models", [])
@@ -158,7 +213,7 @@ class PolicyRules:
         for name in ("max_tokens", "max_user_chars"):
             if name in data and (type(data[name]) is not int or data[name] < 1):
                 raise ValueError(f"{name} must be a positive whole number")
-        for name in ("system_sha256", "response_format_sha256"):
+        for name in ("system_sha256", "response_format_sha256", "tools_sha256", "tool_choice_sha256"):
             if name in data and not (isinstance(data[name], str) and re.fullmatch(r"[0-9a-f]{64}", data[name])):
                 raise ValueError(f"{name} must be 64 lower-case hex characters")
         fields = data.get("fields")
@@ -172,6 +227,8 @@ class PolicyRules:
             response_format_sha256=data.get("response_format_sha256"),
             require_stream=data.get("stream") is True,
             max_user_chars=data.get("max_user_chars"),
+            tools_sha256=data.get("tools_sha256"),
+            tool_choice_sha256=data.get("tool_choice_sha256"),
         )
 
 
@@ -182,8 +239,10 @@ def extension_headers(
     user: str | None,
     tenant: str | None,
     policy: Policy | None,
+    request: tuple[str, str] | None = None,
 ) -> dict[str, str]:
-    """The headers to bind for the requested extensions, validated; raises SigningError."""
+    """The headers to bind for the requested extensions, validated; raises SigningError.
+    ``request`` (method, upstream URL) checks that the gateway can enforce ``policy`` on it."""
     headers: dict[str, str] = {}
     if nonce is not None:
         headers[NONCE] = nonce
@@ -198,4 +257,6 @@ def extension_headers(
         if not isinstance(policy, Policy):
             raise SigningError("policy", f"must be a signgate.Policy, got {type(policy).__name__}")
         headers[POLICY] = policy.header()
+        if request is not None:
+            policy.check_request(*request)
     return headers

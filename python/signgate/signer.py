@@ -211,7 +211,7 @@ class Signer:
         proxy_param = _proxy_param(upstream_url)
         bound = _bound_headers(headers)
         if single_use or uses is not None or user is not None or tenant is not None or policy is not None:
-            bound.update(self._extensions(single_use, uses, user, tenant, policy))
+            bound.update(self._extensions(single_use, uses, user, tenant, policy, (method, upstream_url)))
 
         text: str | None = None
         if json is not None:
@@ -245,13 +245,16 @@ class Signer:
         user: str | None,
         tenant: str | None,
         policy: Policy | None,
+        request: tuple[str, str],
     ) -> dict[str, str]:
         if uses is not None and (type(uses) is not int or not 1 <= uses <= extensions.MAX_USES):
             raise SigningError("uses", f"must be a whole number in 1..{extensions.MAX_USES}, got {uses!r}")
         if single_use and uses not in (None, 1):
             raise SigningError("uses", "single_use=True means uses=1; give one of them")
         nonce = self._nonce() if single_use or uses is not None else None
-        return extensions.extension_headers(nonce=nonce, uses=uses, user=user, tenant=tenant, policy=policy)
+        return extensions.extension_headers(
+            nonce=nonce, uses=uses, user=user, tenant=tenant, policy=policy, request=request
+        )
 
     def _sign(
         self,

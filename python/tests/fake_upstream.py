@@ -256,6 +256,8 @@ async def get_stats(request: web.Request) -> web.Response:
 def make_app() -> web.Application:
     app = web.Application()
     app.router.add_route("*", "/v1/echo", echo)
+    # An echo at a chat-completions path: a body policy applies to the LLM APIs the gateway knows.
+    app.router.add_route("*", "/v1/echo/chat/completions", echo)
     app.router.add_route("*", "/v1/record", record)
     app.router.add_route("*", "/v1/sse", sse)
     app.router.add_get("/v1/sent", sent)

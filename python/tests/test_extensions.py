@@ -16,6 +16,7 @@ from signgate.errors import InvalidJSON
 from signgate.extensions import PolicyRules, canonical_json, sha256_hex
 from signgate.gateway.policy import PolicyViolation, enforce
 from signgate.gateway.usage import UsageTap
+from signgate.providers import find_upstream
 
 UPSTREAM = "https://api.example.com/v1/chat/completions"
 SYSTEM = "Turn the user's words into filters."
@@ -132,10 +133,11 @@ RULES = PolicyRules.from_header(
 )
 
 
-def apply(rules: PolicyRules, body: bytes) -> bytes:
-    """What the gateway forwards: the body read strictly, checked, and written again if changed."""
+def apply(rules: PolicyRules, body: bytes, path: str = "/v1/chat/completions") -> bytes:
+    """What the gateway forwards to ``path``: the body read strictly, checked, and written again
+    if changed."""
     data = strict_json.loads(body)
-    return strict_json.dumps(data) if enforce(rules, data) else body
+    return strict_json.dumps(data) if enforce(rules, data, find_upstream("POST", path)) else body
 
 
 def test_policy_inserts_max_tokens_when_absent() -> None:
@@ -302,9 +304,32 @@ def test_the_field_allowlist() -> None:
         assert info.value.rule == "fields" and next(iter(cost)) in info.value.message
 
 
-def test_a_field_allowlist_must_admit_what_the_other_rules_need() -> None:
-    with pytest.raises(SigningError, match=re.escape("fields must include ['messages', 'stream']")):
-        Policy(system_prompt="s", require_stream=True, fields=["model"]).header()
+@pytest.mark.parametrize(
+    ("path", "missing"),
+    [
+        ("/v1/chat/completions", "['messages', 'stream']"),
+        ("/v1/responses", "['instructions', 'stream']"),
+        ("/v1/messages", "['stream', 'system']"),
+        # the model and streaming are in Gemini's path, not its body
+        ("/v1beta/models/m:streamGenerateContent?alt=sse", "['systemInstruction']"),
+    ],
+)
+def test_a_field_allowlist_must_admit_what_the_other_rules_need(clock: FakeClock, path: str, missing: str) -> None:
+    signer = Signer("app", "s", "http://gw", clock=clock)
+    policy = Policy(models=["m"], system_prompt="s", require_stream=True, fields=["model"])
+    with pytest.raises(SigningError, match=re.escape(f"fields must include {missing}")):
+        signer.sign("POST", f"https://api.example.com{path}", policy=policy)
+    # Gemini's snake_case twin admits the field as well as its lowerCamelCase name.
+    gemini = Policy(system_prompt="s", fields=["system_instruction", "contents"])
+    signer.sign("POST", "https://g.example.com/v1beta/models/m:generateContent", policy=gemini)
+
+
+@pytest.mark.parametrize(
+    "url", ["https://api.example.com/v1/embeddings", "https://api.example.com/api/chat", "https://x.example.com/"]
+)
+def test_a_policy_for_no_api_the_gateway_knows_is_refused_when_signed(clock: FakeClock, url: str) -> None:
+    with pytest.raises(SigningError, match="a body policy applies to the LLM APIs the gateway knows"):
+        Signer("app", "s", "http://gw", clock=clock).sign("POST", url, policy=Policy(max_tokens=10))
 
 
 def _sse(*objects: object) -> bytes:
@@ -319,9 +344,10 @@ STREAM = _sse(
 )
 
 
-def tap_for(body: bytes, ask_for_usage: bool) -> tuple[UsageTap, bytes]:
+def tap_for(body: bytes, ask_for_usage: bool, path: str | None = "/v1/chat/completions") -> tuple[UsageTap, bytes]:
     data = strict_json.loads(body)
-    tap, asked = UsageTap.for_request(data, len(body), ask_for_usage)
+    found = find_upstream("POST", path) if path is not None else None
+    tap, asked = UsageTap.for_request(data, len(body), ask_for_usage, found)
     return tap, strict_json.dumps(data) if asked else body
 
 
@@ -350,15 +376,22 @@ def test_tap_keeps_usage_the_client_asked_for() -> None:
 
 
 @pytest.mark.parametrize(
-    "body",
+    ("path", "body"),
     [
-        {"model": "m", "stream": True, "input": "hi"},  # OpenAI Responses: usage comes in response.completed
-        {"model": "m", "stream": True, "max_tokens": 5, "system": "s", "prompt": "hi"},  # not chat-shaped
+        # OpenAI Responses: usage comes in response.completed
+        ("/v1/responses", {"model": "m", "stream": True, "input": "hi"}),
+        # Anthropic Messages: in message_start and message_delta, even with a chat-shaped body
+        (
+            "/v1/messages",
+            {"model": "m", "stream": True, "max_tokens": 5, "messages": [{"role": "user", "content": ""}]},
+        ),
+        # no API the gateway knows: its body is not changed
+        ("/v1/odd", {"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]}),
     ],
 )
-def test_tap_asks_only_chat_completions_for_usage(body: dict[str, object]) -> None:
+def test_tap_asks_only_chat_completions_for_usage(path: str, body: dict[str, object]) -> None:
     # Other APIs report a stream's usage anyway, and refuse a stream_options field they do not know.
-    tap, sent = tap_for(json.dumps(body).encode(), ask_for_usage=True)
+    tap, sent = tap_for(json.dumps(body).encode(), ask_for_usage=True, path=path)
     assert not tap.strip_usage_chunk and json.loads(sent) == body
 
 
@@ -389,7 +422,7 @@ def test_tap_reads_usage_from_a_json_answer() -> None:
 
 def test_tap_adds_up_usage_reported_in_parts() -> None:
     # Anthropic's Messages API: input tokens when the message starts, output tokens at its end.
-    tap, _ = tap_for(b'{"model": "m"}', ask_for_usage=True)
+    tap, _ = tap_for(b'{"model": "m"}', ask_for_usage=True, path="/v1/messages")
     tap.start("text/event-stream")
     events = (
         {"type": "message_start", "message": {"usage": {"input_tokens": 25, "output_tokens": 1}}},
@@ -466,3 +499,38 @@ def test_extension_vectors_are_plain_sw1(vector: dict[str, Any]) -> None:
         vector["sign"]["method"], vector["sign"]["upstream_url"], expires_in=vector["expiry"], **kwargs
     )
     assert (signed.url, signed.headers) == (vector["signed_url"], vector["headers"])
+
+
+GEMINI_STREAM = "/v1beta/models/m:streamGenerateContent"
+
+
+def test_tap_reads_a_gemini_stream_sent_as_one_json_array() -> None:
+    # streamGenerateContent without alt=sse answers a JSON array of responses, cumulative usage in each.
+    tap, _ = tap_for(b'{"contents": []}', ask_for_usage=True, path=GEMINI_STREAM)
+    tap.start("application/json")
+    chunks = [
+        {"candidates": [{"content": {"parts": [{"text": "he"}]}}], "usageMetadata": {"promptTokenCount": 9}},
+        {"candidates": [{"content": {"parts": [{"text": "llo"}]}}], "usageMetadata": {
+            "promptTokenCount": 9, "candidatesTokenCount": 2, "thoughtsTokenCount": 5}},
+    ]  # fmt: skip
+    tap.feed(json.dumps(chunks).encode())
+    tap.finish()
+    assert tap.tokens() == (9, 7, 16, False)  # thinking is billed as output
+
+
+def test_tap_estimates_the_side_a_report_leaves_out() -> None:
+    # A Gemini stream cut before its last chunk: the prompt is reported, the answer is not.
+    tap, _ = tap_for(b'{"contents": [{"parts": [{"text": "abcdefgh"}]}]}', ask_for_usage=True, path=GEMINI_STREAM)
+    tap.start("text/event-stream")
+    tap.feed(b'data: {"candidates": [{"content": {"parts": [{"text": "' + b"w" * 40 + b'"}]}}], '
+             b'"usageMetadata": {"promptTokenCount": 3}}\n\n')  # fmt: skip
+    assert tap.tokens() == (3, 10, 13, True)
+
+
+def test_tap_reads_no_usage_on_a_path_of_no_known_api() -> None:
+    # An answer shaped like a chat completion, from a path the gateway does not know: estimated.
+    tap, _ = tap_for(b'{"model": "m"}', ask_for_usage=True, path="/v1/other")
+    tap.start("application/json")
+    tap.feed(json.dumps({"choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 1}}).encode())
+    tap.finish()
+    assert tap.tokens()[3] is True

@@ -185,13 +185,16 @@ OUR_CASES: dict[str, dict[str, Any]] = {
     "uses": {"uses": 3},
     "user": {"user": "user-7"},
     "tenant": {"tenant": "acme"},
+    # A policy is signed for (and enforced on) an API the gateway knows: an echo at a chat path.
     "policy": {
         "method": "POST",
+        "path": "/v1/echo/chat/completions",
         "json": {"model": "m", "messages": [{"role": "user", "content": TEXT}]},
         "policy": Policy(models=["m"]),
     },
     "every extension at once": {
         "method": "POST",
+        "path": "/v1/echo/chat/completions",
         "headers": {"X-Trace": "t-1"},
         "json": {"model": "m", "messages": [{"role": "user", "content": "hi"}]},
         "uses": 2,

@@ -17,20 +17,26 @@ from typing import Any
 
 from .. import strict_json
 from ..errors import UnsupportedEncoding
+from ..providers import find_upstream
 from .admission import Admitter, Extensions
 from .body import Body
 from .config import GatewayConfig, KeyConfig
 from .metrics import Metrics
-from .policy import check_fields, enforce
+from .policy import enforce, view
 from .store import Scope as LimitScope
 from .usage import UsageRecord, UsageTap
 
 logger = logging.getLogger("signgate.gateway")
 
 
-def read_json(body: Body, headers: Mapping[str, str], ext: Extensions, wants_usage: bool) -> UsageTap | None:
-    """Read the body, enforce the policy, and set up the accounting; returns the tap (None when
-    nothing is counted).
+def read_json(
+    body: Body, headers: Mapping[str, str], ext: Extensions, wants_usage: bool, method: str, target: str
+) -> UsageTap | None:
+    """Read the body, enforce the policy, and set up the accounting for a ``method`` request to
+    the upstream path (and query) ``target``; returns the tap (None when nothing is counted).
+
+    The API is the one ``target`` names (:func:`signgate.providers.find_upstream`): its
+    provider says where the policy's rules and the usage are in the body and in the answer.
 
     Policies, budgets and usage sinks need one reading of the body that the upstream cannot read
     another way: a body that is, or claims to be, JSON is read by strict_json, and any failure
@@ -57,12 +63,13 @@ def read_json(body: Body, headers: Mapping[str, str], ext: Extensions, wants_usa
                 data = json.loads(body.data)
             except (ValueError, RecursionError):
                 data = None  # counted by its size
+    found = find_upstream(method, target)
     changed = False
     if ext.policy is not None:
-        changed = enforce(ext.policy, data)
-    elif isinstance(data, dict) and controlled:
-        check_fields(data)
-    tap, asked = UsageTap.for_request(data, len(body.data), wants_usage)
+        changed = enforce(ext.policy, data, found)
+    elif controlled and (governed := view(data, found)) is not None:
+        governed.check_spelling()  # the keys the accounting reads (stream, model) are read one way
+    tap, asked = UsageTap.for_request(data, len(body.data), wants_usage, found)
     if changed or asked:
         # Written back, a number takes its full form (1e15 becomes 1000000000000000.0, 4.5 times
         # as long): the worker's share of held bytes grows with it.

@@ -212,7 +212,11 @@ class Gateway:
                 )
             wants_usage = key.id in self._accounts.usage_keys
             controlled = ext.policy is not None or wants_usage
-            tap = read_json(body, head.headers, ext, wants_usage) if body.data or controlled else None
+            tap = (
+                read_json(body, head.headers, ext, wants_usage, head.method, target.path)
+                if body.data or controlled
+                else None
+            )
         except BaseException:
             body.release()
             raise

@@ -1,10 +1,26 @@
-"""Enforcing a bound body policy (``x-signgate-policy``) on a chat-completions request body.
+"""Enforcing a bound body policy (``x-signgate-policy``) on a request body, whichever LLM API it is for.
+
+The API is the one the signed upstream URL names (:func:`signgate.providers.find_upstream`: its
+method and path); a policy-bound request to a path no provider knows is refused, since no rule
+could be checked on a shape the gateway cannot read. The provider's view of the body
+(:class:`signgate.providers.Governed`) says where each governed part is; the rules are here, the
+same for every API:
+
+- ``fields``: the top-level fields the body may hold (``name.sub`` entries allow an object field
+  with only those keys);
+- ``models``: every model the request names (in the body, or in the URL's path for Gemini);
+- ``max_tokens``: a ceiling on every output-token cap an upstream reads, inserted when absent;
+  no several choices (``n``, ``candidateCount``); thinking budgets within the ceiling;
+- ``system_prompt``, ``response_format``, ``tools``, ``tool_choice``: exactly the signed ones
+  (by hash), with no field that would replace them at some upstream;
+- ``stream``: the answer streams;
+- ``max_user_chars``: every piece of prompt text the client controls, in every field, the signed
+  parts aside; content that no character count can see (images, files, text stored upstream)
+  is refused.
 
 The body arrives already read by :func:`signgate.strict_json.loads` (no duplicate keys, no NaN,
-no lone surrogates, bounded depth). Here every key a rule reads must be spelled exactly
-(:class:`~signgate.strict_json.Spellings`), every value a rule reads must have the exact JSON type
-the rule expects (``true`` is not ``1``), and the prompt-size rule counts every piece of text the
-client controls, whatever the message's role or the field.
+no lone surrogates, bounded depth); every key a rule reads must also be spelled exactly, and every
+value a rule reads must have the exact JSON type the rule expects (``true`` is not ``1``).
 """
 
 from __future__ import annotations
@@ -13,240 +29,137 @@ from typing import Any
 
 from ..errors import PolicyViolation
 from ..extensions import PolicyRules, canonical_json, sha256_hex
-from ..strict_json import Spellings, check_spelling
+from ..providers import MISSING, Governed, Provider, Route
 
-#: Every top-level field of a chat-completions request: another spelling of any is refused.
-TOP_FIELDS = Spellings(
-    {
-        "model", "messages", "max_tokens", "max_completion_tokens", "n", "stream", "stream_options",
-        "response_format", "tools", "tool_choice", "functions", "function_call", "parallel_tool_calls",
-        "temperature", "top_p", "seed", "stop", "presence_penalty", "frequency_penalty", "logit_bias",
-        "logprobs", "top_logprobs", "user", "metadata", "store", "service_tier", "reasoning_effort",
-        "modalities", "audio", "prediction", "web_search_options", "verbosity", "best_of", "echo",
-        "suffix", "prompt", "safety_identifier", "prompt_cache_key", "n_predict", "n_cmpl",
-    }
-)  # fmt: skip
-MESSAGE_FIELDS = Spellings({"role", "content", "name", "tool_calls", "tool_call_id", "function_call", "refusal"})
-PART_FIELDS = Spellings({"type", "text", "image_url", "input_audio", "file", "refusal"})
-STREAM_OPTION_FIELDS = Spellings({"include_usage", "include_obfuscation"})
-
-# Top-level fields that hold no text for the model, only settings: not counted as prompt text.
-_SETTINGS = frozenset(
-    {
-        "model", "max_tokens", "max_completion_tokens", "n", "stream", "stream_options", "temperature", "top_p",
-        "seed", "stop", "presence_penalty", "frequency_penalty", "logit_bias", "logprobs", "top_logprobs", "user",
-        "metadata", "store", "service_tier", "reasoning_effort", "parallel_tool_calls", "modalities", "verbosity",
-        "safety_identifier", "prompt_cache_key", "best_of", "n_predict", "n_cmpl",
-    }
-)  # fmt: skip
-# Other names some upstreams read for the settings the max_tokens rule fixes, checked as strictly:
-# llama.cpp's server reads n_predict before max_completion_tokens and max_tokens, and n_cmpl
-# before n; vLLM generates best_of choices to return n of them.
-_OUTPUT_CAPS = ("max_tokens", "max_completion_tokens", "n_predict")
-_CHOICES = ("n", "n_cmpl", "best_of")
-# Fields with which some upstream replaces what a rule fixes: the chat template that lays out the
-# system prompt (vLLM), and the grammar or schema that shapes the answer (vLLM's guided decoding,
-# llama.cpp's grammar and json_schema).
-_REPLACES = {
-    "system_prompt": ("chat_template",),
-    "response_format": (
-        "guided_json", "guided_regex", "guided_choice", "guided_grammar", "structured_outputs", "grammar",
-        "json_schema",
-    ),
-}  # fmt: skip
-# Key names that are structure (message and tool fields, JSON Schema keywords), not text: not
-# counted. Every other key name is counted, and every value (see _chars), but for the enumerations below.
-_STRUCTURE = frozenset(
-    {
-        "role", "content", "name", "type", "text", "tool_calls", "tool_call_id", "function", "arguments", "id",
-        "image_url", "url", "detail", "refusal", "function_call", "input_audio", "data", "format", "file",
-        "file_id", "filename", "description", "parameters", "strict", "json_schema", "schema", "properties",
-        "required", "items", "enum", "const", "anyOf", "oneOf", "allOf", "not", "$defs", "definitions", "$ref",
-        "additionalProperties", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minItems",
-        "maxItems", "minLength", "maxLength", "pattern", "default", "title", "nullable", "multipleOf",
-        "uniqueItems", "examples",
-    }
-)  # fmt: skip
-_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
-_TYPES = frozenset(
-    {
-        "text", "image_url", "input_audio", "file", "function", "json_schema", "json_object", "object", "array",
-        "string", "number", "integer", "boolean", "null", "refusal",
-    }
-)  # fmt: skip
-_ENUM_VALUES = {"role": _ROLES, "type": _TYPES}
+Found = tuple[Provider, Route] | None
 
 
-def _text(content: Any) -> str | None:
-    """The text of a message's content: a string, or the text parts of a list; None otherwise."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = []
-        for part in content:
-            if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
-                return None
-            parts.append(part["text"])
-        return "".join(parts)
-    return None
+def view(data: Any, found: Found) -> Governed | None:
+    """The provider's view of a body, if it is a JSON object for a known API."""
+    if found is None or not isinstance(data, dict):
+        return None
+    provider, route = found
+    return provider.governed(data, route)
 
 
-def check_fields(data: dict[str, Any]) -> None:
-    """Refuse another spelling of any field a rule or the accounting reads (raises InvalidJSON)."""
-    TOP_FIELDS.check(data, "the body")
-    check_spelling(data.get("stream_options"), STREAM_OPTION_FIELDS, "stream_options")
-    messages = data.get("messages")
-    if isinstance(messages, list):
-        for i, message in enumerate(messages):
-            check_spelling(message, MESSAGE_FIELDS, f"messages[{i}]")
-            content = message.get("content") if isinstance(message, dict) else None
-            if isinstance(content, list):
-                for j, part in enumerate(content):
-                    check_spelling(part, PART_FIELDS, f"messages[{i}].content[{j}]")
-
-
-def prompt_chars(data: dict[str, Any], *, skip_first_message: bool = False, skip: frozenset[str] = frozenset()) -> int:
-    """Characters of every piece of text in the body the model may read: each message of every
-    role, tool and function definitions, and any field that is not a known setting. Structure
-    (field names, roles, part types, JSON Schema keywords) does not count. ``skip_first_message``
-    leaves out the text of a signed system prompt (its other fields, such as a name, count), and
-    ``skip`` top-level fields the policy fixes."""
-    total = 0
-    for name, value in data.items():
-        if name in _SETTINGS or name in skip:
-            continue
-        if name not in TOP_FIELDS.keys:  # a field no chat API defines: its name may be text too
-            total += len(name)
-        if name == "messages" and skip_first_message and isinstance(value, list) and value:
-            first, value = value[0], value[1:]
-            unsigned = (
-                {k: v for k, v in first.items() if k not in ("role", "content")} if isinstance(first, dict) else {}
-            )
-            if unsigned:
-                total += _chars(unsigned)
-        total += _chars(value)
-    return total
-
-
-def _chars(value: Any) -> int:
-    """Every string counts its characters; a number, true, false or null the characters of its JSON
-    text (an integer's within one; chat templates write tool schemas out as JSON, and token ids are
-    numbers); and a value
-    with no text of its own (an empty string, list or object, or an object that only names a role
-    or a type) counts one, as each still costs tokens upstream."""
-    total = 0
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            total += len(item) or 1
-        elif isinstance(item, list):
-            total += not item
-            stack.extend(item)
-        elif isinstance(item, dict):
-            textless = True
-            for key, child in item.items():
-                if key not in _STRUCTURE:
-                    total += len(key)
-                enum = _ENUM_VALUES.get(key)
-                if enum is not None and isinstance(child, str) and child in enum:
-                    continue
-                textless = False
-                stack.append(child)
-            total += textless
-        elif item is None or isinstance(item, bool):
-            total += 5 if item is False else 4
-        elif isinstance(item, int):  # its digits, from its size (str() of a long int takes quadratic time)
-            total += item.bit_length() * 77 // 256 + 1 + (item < 0)
-        else:  # a float
-            total += len(repr(item))
-    return total
-
-
-def enforce(rules: PolicyRules, data: Any) -> bool:
-    """Check the parsed body ``data`` against ``rules``; insert ``max_tokens`` if the policy sets a
-    ceiling and the body has none. Returns whether ``data`` was changed. Raises PolicyViolation
-    naming the broken rule (or InvalidJSON for another spelling of a field a rule reads)."""
-    if not isinstance(data, dict):
+def enforce(rules: PolicyRules, data: Any, found: Found) -> bool:
+    """Check the parsed body ``data`` of a request for the API ``found`` against ``rules``; insert
+    the output-token cap if the policy sets a ceiling and the body has none. Returns whether
+    ``data`` was changed. Raises PolicyViolation naming the broken rule (or InvalidJSON for
+    another spelling of a field a rule reads)."""
+    if found is None:
+        raise PolicyViolation(
+            "api",
+            "a body policy applies to the LLM APIs the gateway knows (chat completions, responses, messages, "
+            "generateContent); the signed upstream path is none of them",
+        )
+    body = view(data, found)
+    if body is None:
         raise PolicyViolation("json", "a policy-bound request needs a JSON object body")
-    check_fields(data)
+    body.check_spelling()
     changed = False
 
     if rules.fields is not None:
-        extra = sorted(name for name in data if name not in rules.fields)
-        if extra:
-            shown = ", ".join(repr(name[:40]) for name in extra[:5])
-            raise PolicyViolation(
-                "fields", f"field(s) {shown} are not allowed by the signed policy; allowed: {sorted(rules.fields)}"
-            )
+        _check_fields(rules.fields, body)
 
-    if rules.models and (not isinstance(data.get("model"), str) or data["model"] not in rules.models):
-        raise PolicyViolation(
-            "models", f"model {str(data.get('model'))[:80]!r} is not allowed; allowed: {list(rules.models)}"
-        )
+    if rules.models:
+        for where, model in body.models():
+            if not isinstance(model, str) or model not in rules.models:
+                raise PolicyViolation(
+                    "models", f"{where} {str(model)[:80]!r} is not allowed; allowed: {list(rules.models)}"
+                )
 
     if rules.max_tokens is not None:
-        for name in _OUTPUT_CAPS:
-            value = data.get(name)
-            if name in data and (type(value) is not int or not 1 <= value <= rules.max_tokens):
-                raise PolicyViolation("max_tokens", f"{name} must be a whole number in 1..{rules.max_tokens}")
-        # n_predict alone sets no ceiling: upstreams that do not know it (vLLM, OpenAI) ignore it.
-        if "max_tokens" not in data and "max_completion_tokens" not in data:
-            data["max_tokens"] = rules.max_tokens
-            changed = True
+        ceiling = rules.max_tokens
+        for where, value in body.caps():
+            if type(value) is not int or not 1 <= value <= ceiling:
+                raise PolicyViolation("max_tokens", f"{where} must be a whole number in 1..{ceiling}")
+        changed = body.insert_cap(ceiling)
+        for where, value in body.budgets():
+            if type(value) is not int or not 0 <= value <= ceiling:
+                raise PolicyViolation("max_tokens", f"{where} must be a whole number in 0..{ceiling}")
         # Several choices multiply the cost; `true` is not 1 (decoders that coerce read it as 1,
         # others as an error), so only the integer 1 passes.
-        for name in _CHOICES:
-            if name in data and (type(data[name]) is not int or data[name] != 1):
-                raise PolicyViolation("n", f"{name} must be 1 (several choices multiply the cost)")
+        for where, value in body.multipliers():
+            if type(value) is not int or value != 1:
+                raise PolicyViolation("n", f"{where} must be 1 (several choices multiply the cost)")
 
-    messages = data.get("messages")
-    if (rules.system_sha256 or rules.max_user_chars) and (
-        not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages)
-    ):
-        raise PolicyViolation("messages", "messages must be a list of objects")
-
-    for rule, fixed in (("system_prompt", rules.system_sha256), ("response_format", rules.response_format_sha256)):
-        replacing = [name for name in _REPLACES[rule] if fixed is not None and name in data]
+    signed = _signed(rules)
+    for rule in ("system_prompt", "response_format"):
+        replacing = [name for name in body.replaces.get(rule, ()) if rule in signed and name in body.data]
         if replacing:
-            signed = rule.replace("_", " ")
+            shown = rule.replace("_", " ")
             raise PolicyViolation(
-                rule, f"{replacing[0]!r} would replace the signed {signed} at some upstreams; leave it out"
+                rule, f"{replacing[0]!r} would replace the signed {shown} at some upstreams; leave it out"
             )
 
     if rules.system_sha256 is not None:
-        assert isinstance(messages, list)
-        system = [i for i, m in enumerate(messages) if m.get("role") in ("system", "developer")]
-        first = _text(messages[0].get("content")) if messages else None
-        if system != [0] or first is None or sha256_hex(first) != rules.system_sha256:
-            raise PolicyViolation(
-                "system_prompt", "the first message must be the signed system prompt, and the only one"
-            )
+        expected = rules.system_sha256
+        body.check_system(lambda text: sha256_hex(text) == expected)
 
-    if rules.response_format_sha256 is not None:
-        given = data.get("response_format")
-        if given is None or sha256_hex(canonical_json(given)) != rules.response_format_sha256:
-            raise PolicyViolation("response_format", "response_format must be exactly the signed one")
+    for rule, fixed, part in (
+        ("response_format", rules.response_format_sha256, body.response_format),
+        ("tools", rules.tools_sha256, body.tools),
+        ("tool_choice", rules.tool_choice_sha256, body.tool_choice),
+    ):
+        if fixed is None:
+            continue
+        given = part()
+        if given is MISSING or sha256_hex(canonical_json(given)) != fixed:
+            raise PolicyViolation(rule, f"{body.where[rule]} must be exactly the signed one")
+        others = body.other_tools(rule) if rule != "response_format" else []
+        if others:
+            raise PolicyViolation(rule, f"{others[0]!r} would add to the signed {rule.replace('_', ' ')}; leave it out")
 
-    if rules.require_stream and data.get("stream") is not True:
-        raise PolicyViolation("stream", 'this request must stream: set "stream": true')
+    if rules.require_stream and not body.streams():
+        raise PolicyViolation("stream", f"this request must stream: {body.where['stream']}")
 
     if rules.max_user_chars is not None:
-        assert isinstance(messages, list)
-        for message in messages:
-            content = message.get("content")
-            if content is not None and not isinstance(content, str) and _text(content) is None:
-                # An image or a file costs tokens that no character count can see.
-                raise PolicyViolation(
-                    "max_user_chars", "under a prompt-size limit, message content must be text (a string or text parts)"
-                )
-        skip = frozenset({"response_format"}) if rules.response_format_sha256 is not None else frozenset()
-        total = prompt_chars(data, skip_first_message=rules.system_sha256 is not None, skip=skip)
+        body.check_text(signed)
+        total = body.prompt_chars(signed)
         if total > rules.max_user_chars:
             raise PolicyViolation(
                 "max_user_chars",
-                f"the prompt text (every message and tool, the signed system prompt aside) is {total} characters; "
+                f"the prompt text (every message and tool, the signed parts aside) is {total} characters; "
                 f"the limit is {rules.max_user_chars}",
             )
 
     return changed
+
+
+def _signed(rules: PolicyRules) -> frozenset[str]:
+    """The parts of the body the policy fixes by their hash."""
+    hashes = {
+        "system_prompt": rules.system_sha256,
+        "response_format": rules.response_format_sha256,
+        "tools": rules.tools_sha256,
+        "tool_choice": rules.tool_choice_sha256,
+    }
+    return frozenset(rule for rule, value in hashes.items() if value is not None)
+
+
+def _check_fields(allowed: frozenset[str], body: Governed) -> None:
+    """Every top-level field named by the allowlist; an object field named only by ``field.key``
+    entries holds only those keys. Names compare in the API's one spelling (Gemini's snake_case
+    twins are their lowerCamelCase names)."""
+    plain = {body.field_name(name) for name in allowed if "." not in name}
+    nested: dict[str, set[str]] = {}
+    for name in allowed:
+        if "." in name:
+            top, _, sub = name.partition(".")
+            nested.setdefault(body.field_name(top), set()).add(body.field_name(sub))
+    extra = []
+    for name, value in body.data.items():
+        canonical = body.field_name(name)
+        if canonical in plain:
+            continue
+        keys = nested.get(canonical)
+        if keys is None or not isinstance(value, dict):
+            extra.append(name)
+        else:
+            extra += [f"{name}.{key}" for key in value if body.field_name(key) not in keys]
+    if extra:
+        shown = ", ".join(repr(name[:60]) for name in sorted(extra)[:5])
+        raise PolicyViolation(
+            "fields", f"field(s) {shown} are not allowed by the signed policy; allowed: {sorted(allowed)}"
+        )

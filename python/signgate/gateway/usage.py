@@ -4,14 +4,19 @@ Every request a control accounts for is charged, whatever its body or its answer
 
 - a JSON body is read strictly (:mod:`signgate.strict_json`) and its prompt text counted; any
   other body counts by its size;
-- for a streamed chat completion the gateway asks the upstream for usage
-  (``stream_options.include_usage``) when budgets or billing need it, and removes that extra chunk
-  from the client's stream if the client did not ask for it;
+- the API is the one the upstream URL names (:func:`signgate.providers.find_upstream`), and the
+  usage is read from that API's own usage events (:meth:`Provider.event_usage`, ``answer_usage``):
+  a chat completion's usage chunk, a Responses ``response.completed``, Anthropic's
+  ``message_start`` and ``message_delta``, Gemini's last ``usageMetadata``;
+- where the API reports a stream's usage only when asked (chat completions'
+  ``stream_options.include_usage``), the gateway asks when budgets or billing need it, and
+  removes that extra event from the client's stream if the client did not ask for it;
 - the answer is watched as server-sent events (any line ending), as JSON, or, when it is neither
   or too large to hold, as bytes. When no usage arrives (the client hung up, the upstream does not
-  report it, or the answer has an unexpected shape), tokens are estimated at about four
-  characters a token from the prompt and from every piece of text in the answer, and the record
-  says ``estimated``.
+  report it, the answer has an unexpected shape, or the path is no API the gateway knows),
+  tokens are estimated at about four characters a token from the prompt and from every piece of
+  text in the answer, and the record says ``estimated``; so is a side (prompt or completion)
+  that the reported usage leaves out.
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..errors import InvalidJSON
-from .policy import prompt_chars
+from ..providers import Provider, Usage
+from ..providers._govern import count_chars
+from .policy import Found, view
 
 _MAX_JSON_ANSWER = 1024 * 1024  # a JSON answer held for reading; beyond it, counted by size
 _MAX_EVENT = 1024 * 1024  # an unfinished SSE event held; beyond it, the stream is counted by size
@@ -36,15 +43,6 @@ _EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r|\n\r\n|\r\n\n")
 _META = frozenset(
     {"id", "object", "model", "system_fingerprint", "role", "finish_reason", "type", "service_tier", "created"}
 )
-# Usage fields by the name a record gives them: chat completions name them prompt_tokens and
-# completion_tokens, the Responses API (and Anthropic's Messages API) input_tokens and output_tokens.
-_USAGE_FIELDS = {
-    "prompt_tokens": "prompt_tokens",
-    "completion_tokens": "completion_tokens",
-    "total_tokens": "total_tokens",
-    "input_tokens": "prompt_tokens",
-    "output_tokens": "completion_tokens",
-}
 
 
 @dataclass(slots=True)
@@ -90,47 +88,46 @@ def answer_chars(value: Any) -> int:
 
 @dataclass(slots=True)
 class UsageTap:
-    """Watches one answer go by; optionally drops the usage-only SSE chunk the gateway added."""
+    """Watches one answer go by; optionally drops the usage-only SSE event the gateway asked for."""
 
     model: str | None
     prompt_chars: int
     strip_usage_chunk: bool
-    usage: dict[str, int] | None = None
+    provider: Provider | None = None
+    usage: Usage | None = None
     completion_chars: int = 0
     _mode: str = "json"  # "sse", "json", or "bytes" (counted by size)
     _pending: bytearray = field(default_factory=bytearray)
     _json: list[bytes] = field(default_factory=list)
     _json_size: int = 0
+    _usage_only: Any = None  # the API's test for the event the gateway asked for
 
     @classmethod
-    def for_request(cls, data: Any, body_size: int, ask_for_usage: bool) -> tuple[UsageTap, bool]:
-        """A tap for a request whose strictly read body is ``data`` (None: no body, or one that is
-        not JSON, ``body_size`` bytes long). Returns the tap, and whether it changed ``data`` (it
-        asks a streaming upstream for usage when ``ask_for_usage``). Raises InvalidJSON when
-        ``ask_for_usage`` and ``stream`` is neither a boolean nor null."""
-        if isinstance(data, dict):
-            prompt = prompt_chars(data)
-        elif data is not None:
-            prompt = answer_chars(data)
+    def for_request(cls, data: Any, body_size: int, ask_for_usage: bool, found: Found = None) -> tuple[UsageTap, bool]:
+        """A tap for a request to the API ``found`` (None: no API the gateway knows) whose
+        strictly read body is ``data`` (None: no body, or one that is not JSON, ``body_size``
+        bytes long). Returns the tap, and whether it changed ``data`` (it asks a streaming
+        upstream for usage when ``ask_for_usage`` and the API reports it only when asked).
+        Raises InvalidJSON when ``ask_for_usage`` and ``stream`` is neither a boolean nor null."""
+        body = view(data, found)
+        if body is not None:
+            prompt = body.prompt_chars()
+            model = body.model
+            stream = body.stream_value()
         else:
-            prompt = body_size
-        model = data.get("model") if isinstance(data, dict) and isinstance(data.get("model"), str) else None
+            prompt = count_chars(data) if data is not None else body_size
+            model = data.get("model") if isinstance(data, dict) and isinstance(data.get("model"), str) else None
+            stream = data.get("stream") if isinstance(data, dict) else None
         if model is not None:
             model = model[:_MAX_MODEL]
-        strip = False
-        stream = data.get("stream") if isinstance(data, dict) else None
         if ask_for_usage and not (stream is None or type(stream) is bool):
             # Lax decoders (pydantic's, behind vLLM and most Python servers) read "true", "yes" or
             # 1 as true and would stream without the usage the gateway did not know to ask for.
             raise InvalidJSON(f"stream must be true or false, not {json.dumps(stream)[:40]}")
-        # Chat Completions reports a stream's usage only when asked; other APIs (Responses,
-        # Anthropic Messages) always do, and refuse a stream_options field they do not know.
-        if ask_for_usage and stream is True and "messages" in data and "input" not in data:
-            options = data.get("stream_options")
-            if not isinstance(options, dict) or options.get("include_usage") is not True:
-                data["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
-                strip = True
-        return cls(model=model, prompt_chars=prompt, strip_usage_chunk=strip), strip
+        strip = bool(ask_for_usage and body is not None and body.ask_for_usage())
+        tap = cls(model=model, prompt_chars=prompt, strip_usage_chunk=strip, provider=found[0] if found else None)
+        tap._usage_only = body.usage_only if strip and body is not None else None
+        return tap, strip
 
     def start(self, content_type: str) -> None:
         media_type = content_type.partition(";")[0].strip().lower()
@@ -203,25 +200,16 @@ class UsageTap:
             self.completion_chars += answer_chars(obj)
             return True
         self.completion_chars += answer_chars(obj)
-        usage = obj.get("usage")
-        self._take_usage(obj)
-        return not (self.strip_usage_chunk and usage and not obj.get("choices"))
+        if self.provider is not None:
+            self._add(self.provider.event_usage(obj))
+        return self._usage_only is None or not self._usage_only(obj)
 
-    def _take_usage(self, obj: dict[str, Any]) -> None:
-        """Read the usage an answer object reports: its own ``usage``, or that of the response or
-        message it carries (the Responses API's response.completed event, Anthropic's
-        message_start). A report without a total adds to what came before (Anthropic reports input
-        and output tokens in different events); one with a total replaces it."""
-        usage = obj.get("usage")
-        for name in ("response", "message"):
-            if not isinstance(usage, dict) and isinstance(obj.get(name), dict):
-                usage = obj[name].get("usage")
-        if isinstance(usage, dict):
-            numbers = {_USAGE_FIELDS[k]: v for k, v in usage.items() if k in _USAGE_FIELDS}
-            if numbers and all(type(v) is int and v >= 0 for v in numbers.values()):
-                if self.usage is not None and "total_tokens" not in numbers:
-                    numbers = {**{k: v for k, v in self.usage.items() if k != "total_tokens"}, **numbers}
-                self.usage = numbers
+    def _add(self, usage: Usage | None) -> None:
+        """Fold a report into what came before: each count a later report gives replaces the
+        earlier one (Anthropic reports input and output tokens in different events, Gemini
+        cumulative counts in every chunk)."""
+        if usage is not None and (usage.input_tokens is not None or usage.output_tokens is not None):
+            self.usage = usage if self.usage is None else self.usage.then(usage)
 
     def finish(self) -> None:
         """Read usage (or the text to estimate from) from a complete JSON answer."""
@@ -234,16 +222,20 @@ class UsageTap:
         except (ValueError, RecursionError):
             self._to_bytes(len(held))
             return
-        if isinstance(obj, dict):
-            self._take_usage(obj)
-        if self.usage is None:  # the text is walked only to estimate from (it takes as long as parsing)
+        if self.provider is not None:
+            # A stream sent as one JSON array (Gemini's streamGenerateContent without alt=sse)
+            # reports its usage as its events do.
+            for item in obj if isinstance(obj, list) else [obj]:
+                self._add(self.provider.answer_usage(item))
+        if self.usage is None or self.usage.output_tokens is None:
+            # The text is walked only to estimate from (it takes as long as parsing).
             self.completion_chars += answer_chars(obj)
 
     def tokens(self) -> tuple[int, int, int, bool]:
-        """(prompt, completion, total, estimated)."""
-        if self.usage is not None:
-            prompt = self.usage.get("prompt_tokens", 0)
-            completion = self.usage.get("completion_tokens", 0)
-            return prompt, completion, self.usage.get("total_tokens", prompt + completion), False
-        prompt, completion = _tokens(self.prompt_chars), _tokens(self.completion_chars)
-        return prompt, completion, prompt + completion, True
+        """(prompt, completion, total, estimated): the reported usage, and an estimate for a side
+        it leaves out (or for both, when none was reported)."""
+        given = self.usage.input_tokens if self.usage is not None else None
+        made = self.usage.output_tokens if self.usage is not None else None
+        prompt = given if given is not None else _tokens(self.prompt_chars)
+        completion = made if made is not None else _tokens(self.completion_chars)
+        return prompt, completion, prompt + completion, given is None or made is None

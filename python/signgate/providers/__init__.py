@@ -11,12 +11,17 @@
 ============  ==========================================  =====================
 
 Each module is a :class:`Provider` (see :mod:`.base`); :func:`find` picks one from a method
-and a path. Nothing outside this package names a provider.
+and a path of a server's own routes (the stand-in's), :func:`find_upstream` from the method and
+the upstream path of a request a gateway forwards (whatever base URL comes first). Each also
+says where its request body keeps what a gateway's body policy governs (:mod:`._govern`).
+Nothing outside this package names a provider.
 """
 
 from __future__ import annotations
 
 from . import anthropic, chat, gemini, responses
+from ._govern import MISSING as MISSING
+from ._govern import Governed as Governed
 from .base import Event as Event
 from .base import OutputFormat as OutputFormat
 from .base import Provider as Provider
@@ -36,10 +41,13 @@ from .registry import PROVIDERS as PROVIDERS
 from .registry import RouteError as RouteError
 from .registry import by_name as by_name
 from .registry import find as find
+from .registry import find_upstream as find_upstream
 
 __all__ = [
+    "MISSING",
     "PROVIDERS",
     "Event",
+    "Governed",
     "OutputFormat",
     "Provider",
     "ProviderError",
@@ -59,6 +67,7 @@ __all__ = [
     "chat",
     "encode_events",
     "find",
+    "find_upstream",
     "gemini",
     "responses",
 ]

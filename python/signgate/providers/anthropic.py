@@ -15,9 +15,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
+from ..errors import PolicyViolation
+from ..strict_json import Spellings, check_spelling
 from . import _read
+from . import chat as _chat
+from ._govern import MISSING, Governed, check_each, count_chars, not_text, text_of
 from .base import (
     Event,
     Headers,
@@ -332,3 +336,165 @@ def event_usage(data: object) -> Usage | None:
     if data.get("type") == "message_delta":
         return _read_usage(data.get("usage"))
     return None
+
+
+# --- what the gateway's policy reads ---------------------------------------------------------
+
+#: Every top-level field of a Messages request (and the names llama.cpp's server reads there).
+TOP_FIELDS = Spellings(
+    {
+        "model", "messages", "max_tokens", "system", "metadata", "stop_sequences", "stream", "temperature",
+        "top_k", "top_p", "tools", "tool_choice", "thinking", "service_tier", "container", "mcp_servers",
+        "context_management", "output_config", "output_format", "inference_geo", "n_predict", "n", "n_cmpl",
+        "best_of",
+    }
+)  # fmt: skip
+MESSAGE_FIELDS = Spellings({"role", "content"})
+BLOCK_FIELDS = Spellings(
+    {
+        "type", "text", "source", "id", "name", "input", "tool_use_id", "content", "is_error", "cache_control",
+        "citations", "thinking", "signature", "data", "title", "context",
+    }
+)  # fmt: skip
+THINKING_FIELDS = Spellings({"type", "budget_tokens"})
+OUTPUT_CONFIG_FIELDS = Spellings({"format", "effort"})
+_SETTINGS = frozenset(
+    {
+        "model", "max_tokens", "metadata", "stop_sequences", "stream", "temperature", "top_k", "top_p", "thinking",
+        "service_tier", "context_management", "inference_geo", "n_predict", "n", "n_cmpl", "best_of",
+    }
+)  # fmt: skip
+_TEXT_BLOCKS = ("text", "tool_use", "tool_result", "thinking", "redacted_thinking")
+_SYSTEM_BLOCK_KEYS = frozenset({"type", "text", "cache_control"})
+
+
+class AnthropicBody(Governed):
+    """A Messages body: the system prompt is ``system`` (a string or text blocks; messages are
+    ``user`` or ``assistant`` only), the cap ``max_tokens`` (which bounds thinking too), the
+    answer's format ``output_config.format`` (or the older ``output_format``)."""
+
+    top = TOP_FIELDS
+    settings = _SETTINGS
+    replaces = _chat.REPLACES
+    # A container holds files the model reads, and MCP servers' tools are fetched upstream.
+    by_reference = ("container", "mcp_servers")
+    signed_fields: ClassVar[Mapping[str, tuple[str, ...]]] = {
+        "system_prompt": ("system",),
+        "response_format": ("output_format",),
+        "tools": ("tools",),
+        "tool_choice": ("tool_choice",),
+    }
+    where: ClassVar[Mapping[str, str]] = {**Governed.where, "response_format": "output_config.format"}
+    needs: ClassVar[Mapping[str, tuple[str, ...]]] = {
+        **Governed.needs,
+        "system_prompt": ("system",),
+        "max_user_chars": ("messages",),
+        "response_format": ("output_config", "output_format"),
+    }
+    __slots__ = ()
+
+    def check_spelling(self) -> None:
+        super().check_spelling()
+        check_spelling(self.data.get("thinking"), THINKING_FIELDS, "thinking")
+        check_spelling(self.data.get("output_config"), OUTPUT_CONFIG_FIELDS, "output_config")
+        check_each(self.data.get("system"), BLOCK_FIELDS, "system")
+        messages = self.data.get("messages")
+        if isinstance(messages, list):
+            for i, message in enumerate(messages):
+                check_spelling(message, MESSAGE_FIELDS, f"messages.{i}")
+                content = message.get("content") if isinstance(message, dict) else None
+                check_each(content, BLOCK_FIELDS, f"messages.{i}.content")
+                for j, block in enumerate(content if isinstance(content, list) else []):
+                    if isinstance(block, dict):
+                        check_each(block.get("content"), BLOCK_FIELDS, f"messages.{i}.content.{j}.content")
+
+    def caps(self) -> list[tuple[str, Any]]:
+        return [(n, self.data[n]) for n in ("max_tokens", *_chat.EXTRA_CAPS) if n in self.data]
+
+    def insert_cap(self, ceiling: int) -> bool:
+        if "max_tokens" in self.data:
+            return False
+        self.data["max_tokens"] = ceiling  # the API requires it: inserted, a request without it is served
+        return True
+
+    def multipliers(self) -> list[tuple[str, Any]]:
+        return [(n, self.data[n]) for n in _chat.CHOICES if n in self.data]
+
+    def budgets(self) -> list[tuple[str, Any]]:
+        thinking = self.data.get("thinking")
+        if isinstance(thinking, dict) and "budget_tokens" in thinking:
+            return [("thinking.budget_tokens", thinking["budget_tokens"])]
+        return []
+
+    def _messages(self) -> list[dict[str, Any]]:
+        messages = self.data.get("messages")
+        if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+            raise PolicyViolation("messages", "messages must be a list of objects")
+        return messages
+
+    def check_system(self, matches: Any) -> None:
+        system = self.data.get("system")
+        blocks_ok = not isinstance(system, list) or all(
+            isinstance(b, dict) and b.keys() <= _SYSTEM_BLOCK_KEYS for b in system
+        )
+        text = text_of(system) if blocks_ok else None
+        roles_ok = all(m.get("role") in ROLES for m in self._messages())
+        if text is None or not roles_ok or not matches(text):
+            raise PolicyViolation(
+                "system_prompt",
+                "system must be the signed system prompt (a string, or text blocks), and every message "
+                "of role user or assistant",
+            )
+
+    def response_format(self) -> Any:
+        config = self.data.get("output_config")
+        nested = config.get("format") if isinstance(config, dict) else None
+        older = self.data.get("output_format")
+        if nested is not None and older is not None:
+            # Which one the model follows would be a guess, and a policy could read the other.
+            raise PolicyViolation("response_format", "give output_config.format or output_format, not both")
+        found = nested if nested is not None else older
+        return MISSING if found is None else found
+
+    def other_tools(self, rule: str) -> list[str]:
+        return [n for n in ("mcp_servers",) if rule == "tools" and n in self.data]
+
+    def builtin_tools(self) -> list[str]:
+        # A client tool has no type (or "custom"); server tools are typed (web_search_20250305, ...).
+        tools = self.tools()
+        return [
+            str(tool.get("type")) for tool in (tools if isinstance(tools, list) else [])
+            if isinstance(tool, dict) and tool.get("type") not in (None, "custom")
+        ]  # fmt: skip
+
+    def check_text(self, signed: frozenset[str] = frozenset()) -> None:
+        super().check_text(signed)
+        system = self.data.get("system")
+        if system is not None and text_of(system) is None:
+            raise not_text("max_user_chars", "system must be text (a string or text blocks)")
+        for i, message in enumerate(self._messages()):
+            content = message.get("content")
+            if isinstance(content, str):
+                continue
+            for j, block in enumerate(content if isinstance(content, list) else [None]):
+                kind = block.get("type") if isinstance(block, dict) else None
+                inner = block.get("content") if isinstance(block, dict) else None
+                if kind not in _TEXT_BLOCKS or (kind == "tool_result" and inner is not None and text_of(inner) is None):
+                    raise not_text(
+                        "max_user_chars", f"messages.{i}.content.{j} must be text, a tool call or a text tool result"
+                    )
+
+    def field_chars(self, name: str, value: Any, signed: frozenset[str]) -> int:
+        if name == "output_config" and "response_format" in signed and isinstance(value, dict):
+            value = {k: v for k, v in value.items() if k != "format"}
+            return count_chars(value) if value else 0
+        return count_chars(value)
+
+
+def governed(body: dict[str, Any], route: Route) -> AnthropicBody:
+    return AnthropicBody(body, route)
+
+
+def upstream(path: str, query: Query) -> Route | None:
+    """The route of an upstream URL's (decoded) path: any base URL, then ``/v1/messages``."""
+    return Route("generate") if path.endswith("/v1/messages") else None

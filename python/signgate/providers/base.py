@@ -15,6 +15,8 @@ objects of answers and stream events. Nothing here does I/O.
     Provider.error(ProviderError)            -> dict            the API's own error body
     Provider.answer_usage(answer)            -> Usage | None    usage in a non-streamed answer
     Provider.event_usage(data)               -> Usage | None    usage in one stream event
+    Provider.upstream(path, query)           -> Route | None    a gateway's upstream path (any base URL)
+    Provider.governed(body, route)           -> Governed        what a gateway's policy reads of a body
 
 Every reader raises :class:`ProviderError` (``status``, ``message``, ``param``, ``code``) for a
 request it cannot read; :meth:`Provider.error` turns that into the API's error body.
@@ -25,7 +27,10 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
+
+if TYPE_CHECKING:
+    from ._govern import Governed
 
 Role = Literal["user", "assistant", "tool"]
 Query = Mapping[str, Sequence[str]]
@@ -291,4 +296,12 @@ class Provider(Protocol):
 
     def event_usage(self, data: object) -> Usage | None:
         """The usage one stream event's data reports, or None; fold parts with :meth:`Usage.then`."""
+        ...
+
+    def upstream(self, path: str, query: Query) -> Route | None:
+        """The route of a forwarded request's decoded upstream path (after any base URL), or None."""
+        ...
+
+    def governed(self, body: dict[str, Any], route: Route) -> Governed:
+        """What a gateway's body policy and accounting read of ``body`` (see :mod:`._govern`)."""
         ...

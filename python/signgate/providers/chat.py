@@ -10,9 +10,12 @@ events ending in ``data: [DONE]``, with a ``usage`` chunk when ``stream_options.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
+from ..errors import PolicyViolation
+from ..strict_json import Spellings, check_spelling
 from . import _openai, _read
+from ._govern import MISSING, Governed, check_each, count_chars, not_text, text_of
 from .base import (
     Event,
     OutputFormat,
@@ -323,3 +326,161 @@ def answer_usage(answer: object) -> Usage | None:
 def event_usage(data: object) -> Usage | None:
     """The ``usage`` of a chunk: null on every chunk but the last when asked for, absent otherwise."""
     return _read_usage(data.get("usage")) if isinstance(data, dict) else None
+
+
+# --- what the gateway's policy reads ---------------------------------------------------------
+
+#: Every top-level field of a chat-completions request (and the names OpenAI-compatible servers
+#: add): another spelling of any is refused.
+TOP_FIELDS = Spellings(
+    {
+        "model", "messages", "max_tokens", "max_completion_tokens", "n", "stream", "stream_options",
+        "response_format", "tools", "tool_choice", "functions", "function_call", "parallel_tool_calls",
+        "temperature", "top_p", "seed", "stop", "presence_penalty", "frequency_penalty", "logit_bias",
+        "logprobs", "top_logprobs", "user", "metadata", "store", "service_tier", "reasoning_effort",
+        "modalities", "audio", "prediction", "web_search_options", "verbosity", "best_of", "echo",
+        "suffix", "prompt", "safety_identifier", "prompt_cache_key", "n_predict", "n_cmpl",
+    }
+)  # fmt: skip
+MESSAGE_FIELDS = Spellings({"role", "content", "name", "tool_calls", "tool_call_id", "function_call", "refusal"})
+PART_FIELDS = Spellings({"type", "text", "image_url", "input_audio", "file", "refusal"})
+STREAM_OPTION_FIELDS = Spellings({"include_usage", "include_obfuscation"})
+
+# Top-level fields that hold no text for the model, only settings: not counted as prompt text.
+_SETTINGS = frozenset(
+    {
+        "model", "max_tokens", "max_completion_tokens", "n", "stream", "stream_options", "temperature", "top_p",
+        "seed", "stop", "presence_penalty", "frequency_penalty", "logit_bias", "logprobs", "top_logprobs", "user",
+        "metadata", "store", "service_tier", "reasoning_effort", "parallel_tool_calls", "modalities", "verbosity",
+        "safety_identifier", "prompt_cache_key", "best_of", "n_predict", "n_cmpl",
+    }
+)  # fmt: skip
+# Other names some OpenAI-compatible upstreams read for the output cap and the number of
+# choices, checked as strictly: llama.cpp's server reads n_predict before max_completion_tokens
+# and max_tokens, and n_cmpl before n; vLLM generates best_of choices to return n of them.
+EXTRA_CAPS = ("n_predict",)
+CHOICES = ("n", "n_cmpl", "best_of")
+# Fields with which some upstream replaces what a rule fixes: the chat template that lays out the
+# system prompt (vLLM), and the grammar or schema that shapes the answer (vLLM's guided decoding,
+# llama.cpp's grammar and json_schema). The Responses and Messages APIs of llama.cpp's server
+# read them too.
+REPLACES = {
+    "system_prompt": ("chat_template",),
+    "response_format": (
+        "guided_json", "guided_regex", "guided_choice", "guided_grammar", "structured_outputs", "grammar",
+        "json_schema",
+    ),
+}  # fmt: skip
+_SYSTEM_ROLES = ("system", "developer")
+
+
+class ChatBody(Governed):
+    """A chat-completions body: the system prompt is the first message, the only one of role
+    ``system`` or ``developer``; the cap is ``max_tokens`` or ``max_completion_tokens``."""
+
+    top = TOP_FIELDS
+    settings = _SETTINGS
+    replaces = REPLACES
+    signed_fields: ClassVar[Mapping[str, tuple[str, ...]]] = {
+        "response_format": ("response_format",),
+        "tools": ("tools",),
+        "tool_choice": ("tool_choice",),
+    }
+    needs: ClassVar[Mapping[str, tuple[str, ...]]] = {
+        **Governed.needs,
+        "system_prompt": ("messages",),
+        "max_user_chars": ("messages",),
+    }
+    __slots__ = ()
+
+    def check_spelling(self) -> None:
+        super().check_spelling()
+        check_spelling(self.data.get("stream_options"), STREAM_OPTION_FIELDS, "stream_options")
+        messages = self.data.get("messages")
+        if isinstance(messages, list):
+            for i, message in enumerate(messages):
+                check_spelling(message, MESSAGE_FIELDS, f"messages[{i}]")
+                content = message.get("content") if isinstance(message, dict) else None
+                check_each(content, PART_FIELDS, f"messages[{i}].content")
+
+    def caps(self) -> list[tuple[str, Any]]:
+        return [(n, self.data[n]) for n in ("max_tokens", "max_completion_tokens", *EXTRA_CAPS) if n in self.data]
+
+    def insert_cap(self, ceiling: int) -> bool:
+        # n_predict alone sets no ceiling: upstreams that do not know it (vLLM, OpenAI) ignore it.
+        if "max_tokens" in self.data or "max_completion_tokens" in self.data:
+            return False
+        self.data["max_tokens"] = ceiling
+        return True
+
+    def multipliers(self) -> list[tuple[str, Any]]:
+        return [(n, self.data[n]) for n in CHOICES if n in self.data]
+
+    def _messages(self) -> list[dict[str, Any]]:
+        messages = self.data.get("messages")
+        if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+            raise PolicyViolation("messages", "messages must be a list of objects")
+        return messages
+
+    def check_system(self, matches: Any) -> None:
+        messages = self._messages()
+        system = [i for i, m in enumerate(messages) if m.get("role") in _SYSTEM_ROLES]
+        first = text_of(messages[0].get("content")) if messages else None
+        if system != [0] or first is None or not matches(first):
+            raise PolicyViolation(
+                "system_prompt", "the first message must be the signed system prompt, and the only one"
+            )
+
+    def response_format(self) -> Any:
+        value = self.data.get("response_format", MISSING)
+        return MISSING if value is None else value
+
+    def other_tools(self, rule: str) -> list[str]:
+        # The functions API that tools replaced: still read by OpenAI and many compatible servers.
+        return [n for n in (("functions",) if rule == "tools" else ("function_call",)) if n in self.data]
+
+    def check_text(self, signed: frozenset[str] = frozenset()) -> None:
+        super().check_text(signed)
+        for message in self._messages():
+            content = message.get("content")
+            if content is not None and text_of(content) is None:
+                # An image or a file costs tokens that no character count can see.
+                raise not_text("max_user_chars", "message content must be text (a string or text parts)")
+
+    def field_chars(self, name: str, value: Any, signed: frozenset[str]) -> int:
+        if name == "messages" and "system_prompt" in signed and isinstance(value, list) and value:
+            # Only the signed text of the system message is left out, not what the client adds to it.
+            first, value = value[0], value[1:]
+            unsigned = (
+                {k: v for k, v in first.items() if k not in ("role", "content")} if isinstance(first, dict) else {}
+            )
+            return (count_chars(unsigned) if unsigned else 0) + count_chars(value)
+        return count_chars(value)
+
+    def ask_for_usage(self) -> bool:
+        # Chat Completions reports a stream's usage only when asked (stream_options.include_usage).
+        if self.data.get("stream") is not True:
+            return False
+        options = self.data.get("stream_options")
+        if isinstance(options, dict) and options.get("include_usage") is True:
+            return False
+        self.data["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+        return True
+
+    def builtin_tools(self) -> list[str]:
+        # OpenAI's search models search the web for every request that names the option.
+        searching = ["web_search_options"] if "web_search_options" in self.data else []
+        return searching + super().builtin_tools()
+
+    def usage_only(self, event: Mapping[str, Any]) -> bool:
+        return bool(event.get("usage")) and not event.get("choices")
+
+
+def governed(body: dict[str, Any], route: Route) -> ChatBody:
+    return ChatBody(body, route)
+
+
+def upstream(path: str, query: Query) -> Route | None:
+    """The route of an upstream URL's (decoded) path: any base URL, then ``/chat/completions``
+    (OpenAI's ``/v1``, Azure's ``/openai/deployments/NAME``, OpenRouter's ``/api/v1``, ...)."""
+    return Route("generate") if path.endswith("/chat/completions") else None

@@ -20,9 +20,12 @@ import functools
 import json
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
+from ..errors import InvalidJSON, PolicyViolation
+from ..strict_json import Spellings, check_spelling
 from . import _read
+from ._govern import MISSING, Governed, check_each, count_chars, not_text
 from .base import (
     Event,
     Headers,
@@ -443,3 +446,245 @@ def answer_usage(answer: object) -> Usage | None:
 def event_usage(data: object) -> Usage | None:
     """Every streamed chunk is a ``GenerateContentResponse``; its counts are cumulative."""
     return answer_usage(data)
+
+
+# --- what the gateway's policy reads ---------------------------------------------------------
+
+
+def _twins(*camels: str) -> frozenset[str]:
+    """Each name in lowerCamelCase and in snake_case: Google's JSON mapping reads both."""
+    return frozenset({*camels, *(_snake(c) for c in camels)})
+
+
+_GENERATION_SETTINGS = (
+    "stopSequences", "responseModalities", "candidateCount", "maxOutputTokens", "temperature", "topP", "topK",
+    "seed", "presencePenalty", "frequencyPenalty", "responseLogprobs", "logprobs", "enableEnhancedCivicAnswers",
+    "speechConfig", "thinkingConfig", "imageConfig", "mediaResolution", "routingConfig", "audioTimestamp",
+)  # fmt: skip
+#: The generationConfig fields that shape the answer: what the response_format rule fixes.
+FORMAT_FIELDS = ("responseMimeType", "responseSchema", "responseJsonSchema")
+#: Every top-level field of a generateContent request, in both spellings.
+TOP_FIELDS = Spellings(
+    _twins(
+        "contents", "tools", "toolConfig", "safetySettings", "systemInstruction", "generationConfig",
+        "cachedContent", "model", "labels",
+    )
+)  # fmt: skip
+GENERATION_FIELDS = Spellings(_twins(*_GENERATION_SETTINGS, *FORMAT_FIELDS))
+THINKING_FIELDS = Spellings(_twins("includeThoughts", "thinkingBudget", "thinkingLevel"))
+CONTENT_FIELDS = Spellings({"role", "parts"})
+_TEXT_PARTS = _twins("text", "functionCall", "functionResponse", "thought", "thoughtSignature")
+PART_FIELDS = Spellings(
+    _TEXT_PARTS
+    | _twins("inlineData", "fileData", "executableCode", "codeExecutionResult", "videoMetadata", "partMetadata")
+)
+TOOL_CONFIG_FIELDS = Spellings(_twins("functionCallingConfig", "retrievalConfig"))
+_SETTINGS = _twins("safetySettings", "model", "labels")
+_GENERATION_SETTING_NAMES = _twins(*_GENERATION_SETTINGS)
+_FORMAT_NAMES = _twins(*FORMAT_FIELDS)
+
+
+_SNAKE_PART = re.compile(r"_([a-z0-9])")
+
+
+def camel_case(name: str) -> str:
+    """The lowerCamelCase twin of a snake_case field name (other names as they are)."""
+    return _SNAKE_PART.sub(lambda m: m[1].upper(), name) if name.islower() and "_" in name else name
+
+
+def _pick(obj: Any, camel: str, where: str) -> Any:
+    """``obj``'s field ``camel`` in either spelling, or MISSING; InvalidJSON if given in both."""
+    if not isinstance(obj, dict):
+        return MISSING
+    snake = _snake(camel)
+    if camel in obj and snake in obj and snake != camel:
+        # Which one Google's mapping keeps would be a guess; a policy could read the other.
+        raise InvalidJSON(f"{where}{camel} is given twice, as {camel!r} and {snake!r}; send it once")
+    value = obj.get(camel, obj.get(snake, MISSING))
+    return MISSING if value is None else value
+
+
+class GeminiBody(Governed):
+    """A generateContent body: the model and streaming are in the URL's path, the system prompt
+    is ``systemInstruction`` (text parts), the cap ``generationConfig.maxOutputTokens``, the
+    answer's format the ``generationConfig`` fields in FORMAT_FIELDS. Every field may come in
+    lowerCamelCase or snake_case, never both."""
+
+    top = TOP_FIELDS
+    settings = _SETTINGS
+    # Content cached upstream is prompt text the gateway never sees.
+    by_reference = tuple(_twins("cachedContent"))
+    signed_fields: ClassVar[Mapping[str, tuple[str, ...]]] = {
+        "system_prompt": tuple(_twins("systemInstruction")),
+        "tools": ("tools",),
+        "tool_choice": tuple(_twins("toolConfig")),
+    }
+    where: ClassVar[Mapping[str, str]] = {
+        "response_format": "generationConfig's responseMimeType, responseSchema and responseJsonSchema",
+        "tools": "tools",
+        "tool_choice": "toolConfig",
+        "stream": "call :streamGenerateContent?alt=sse",
+    }
+    needs: ClassVar[Mapping[str, tuple[str, ...]]] = {
+        "system_prompt": ("systemInstruction",),
+        "max_user_chars": ("contents",),
+        "response_format": ("generationConfig",),
+        "tools": ("tools",),
+        "tool_choice": ("toolConfig",),
+    }
+    __slots__ = ()
+
+    def check_spelling(self) -> None:
+        super().check_spelling()
+        config = _pick(self.data, "generationConfig", "")
+        check_spelling(config, GENERATION_FIELDS, "generationConfig")
+        check_spelling(_pick(config, "thinkingConfig", "generationConfig."), THINKING_FIELDS, "thinkingConfig")
+        check_spelling(_pick(self.data, "toolConfig", ""), TOOL_CONFIG_FIELDS, "toolConfig")
+        instruction = _pick(self.data, "systemInstruction", "")
+        check_spelling(instruction, CONTENT_FIELDS, "systemInstruction")
+        if isinstance(instruction, dict):
+            check_each(instruction.get("parts"), PART_FIELDS, "systemInstruction.parts")
+        contents = self.data.get("contents")
+        if isinstance(contents, list):
+            for i, content in enumerate(contents):
+                check_spelling(content, CONTENT_FIELDS, f"contents[{i}]")
+                parts = content.get("parts") if isinstance(content, dict) else None
+                check_each(parts, PART_FIELDS, f"contents[{i}].parts")
+                for j, part in enumerate(parts if isinstance(parts, list) else []):
+                    for camel in ("functionCall", "functionResponse"):
+                        _pick(part, camel, f"contents[{i}].parts[{j}].")
+
+    def field_name(self, name: str) -> str:
+        return camel_case(name)
+
+    @property
+    def model(self) -> str | None:
+        return self.route.model
+
+    def models(self) -> list[tuple[str, Any]]:
+        # The URL's model is the one Google serves; a model in the body must be allowed as well.
+        found: list[tuple[str, Any]] = [("the URL's model", self.route.model)]
+        if "model" in self.data:
+            value = self.data["model"]
+            found.append(("model", value.removeprefix("models/") if isinstance(value, str) else value))
+        return found
+
+    def _config(self) -> Any:
+        return _pick(self.data, "generationConfig", "")
+
+    def caps(self) -> list[tuple[str, Any]]:
+        value = _pick(self._config(), "maxOutputTokens", "generationConfig.")
+        return [] if value is MISSING else [("generationConfig.maxOutputTokens", value)]
+
+    def insert_cap(self, ceiling: int) -> bool:
+        config = self._config()
+        if config is MISSING:
+            self.data["generationConfig"] = config = {}
+        if not isinstance(config, dict):
+            raise PolicyViolation("max_tokens", "generationConfig must be an object")
+        if _pick(config, "maxOutputTokens", "generationConfig.") is not MISSING:
+            return False
+        # In the spelling the object already uses, so it is not given twice.
+        config["max_output_tokens" if "generation_config" in self.data else "maxOutputTokens"] = ceiling
+        return True
+
+    def multipliers(self) -> list[tuple[str, Any]]:
+        value = _pick(self._config(), "candidateCount", "generationConfig.")
+        return [] if value is MISSING else [("generationConfig.candidateCount", value)]
+
+    def budgets(self) -> list[tuple[str, Any]]:
+        thinking = _pick(self._config(), "thinkingConfig", "generationConfig.")
+        value = _pick(thinking, "thinkingBudget", "generationConfig.thinkingConfig.")
+        return [] if value is MISSING else [("generationConfig.thinkingConfig.thinkingBudget", value)]
+
+    def _contents(self) -> list[dict[str, Any]]:
+        contents = self.data.get("contents")
+        if not isinstance(contents, list) or not all(isinstance(c, dict) for c in contents):
+            raise PolicyViolation("contents", "contents must be a list of objects")
+        return contents
+
+    def check_system(self, matches: Any) -> None:
+        instruction = _pick(self.data, "systemInstruction", "")
+        text = None
+        if isinstance(instruction, dict) and instruction.keys() <= {"role", "parts"}:
+            parts = instruction.get("parts")
+            if isinstance(parts, list) and all(isinstance(p, dict) and p.keys() == {"text"} for p in parts):
+                texts = [p["text"] for p in parts]
+                text = "".join(texts) if all(isinstance(t, str) for t in texts) else None
+        roles_ok = all(c.get("role", "user") in ROLES for c in self._contents())
+        if text is None or not roles_ok or not matches(text):
+            raise PolicyViolation(
+                "system_prompt",
+                "systemInstruction must be the signed system prompt (text parts), and every content of role "
+                "user, model or function",
+            )
+
+    def response_format(self) -> Any:
+        config = self._config()
+        if not isinstance(config, dict):
+            return MISSING
+        for key in config:
+            folded = key.replace("_", "").lower()
+            if key not in _FORMAT_NAMES and ("schema" in folded or "mimetype" in folded):
+                raise PolicyViolation(
+                    "response_format", f"generationConfig.{key[:40]} would replace the signed response format"
+                )
+        found = {camel: _pick(config, camel, "generationConfig.") for camel in FORMAT_FIELDS}
+        given = {camel: value for camel, value in found.items() if value is not MISSING}
+        return given or MISSING
+
+    def tools(self) -> Any:
+        return _pick(self.data, "tools", "")
+
+    def tool_choice(self) -> Any:
+        return _pick(self.data, "toolConfig", "")
+
+    def builtin_tools(self) -> list[str]:
+        # Every tool but function declarations (googleSearch, urlContext, codeExecution, fileSearch, ...).
+        tools = self.tools()
+        return [
+            key for tool in (tools if isinstance(tools, list) else []) if isinstance(tool, dict)
+            for key in tool if camel_case(key) != "functionDeclarations"
+        ]  # fmt: skip
+
+    def stream_value(self) -> Any:
+        return None
+
+    def streams(self) -> bool:
+        return bool(self.route.stream)
+
+    def check_text(self, signed: frozenset[str] = frozenset()) -> None:
+        super().check_text(signed)
+        instruction = _pick(self.data, "systemInstruction", "")
+        where_parts = [("systemInstruction", instruction)] if instruction is not MISSING else []
+        where_parts += [(f"contents[{i}]", c) for i, c in enumerate(self._contents())]
+        for where, content in where_parts:
+            parts = content.get("parts") if isinstance(content, dict) else None
+            if not isinstance(parts, list) or not all(isinstance(p, dict) and p.keys() <= _TEXT_PARTS for p in parts):
+                raise not_text("max_user_chars", f"{where}.parts must be text, function calls or function responses")
+
+    def field_chars(self, name: str, value: Any, signed: frozenset[str]) -> int:
+        if name in ("generationConfig", "generation_config") and isinstance(value, dict):
+            # Settings but for the answer's schema (text the model reads), unless it is signed.
+            skip = _GENERATION_SETTING_NAMES | (_FORMAT_NAMES if "response_format" in signed else frozenset())
+            value = {k: v for k, v in value.items() if k not in skip}
+            return count_chars(value) if value else 0
+        return count_chars(value)
+
+
+def governed(body: dict[str, Any], route: Route) -> GeminiBody:
+    return GeminiBody(body, route)
+
+
+_UPSTREAM = re.compile(r"(?:^|/)models/(?P<model>[^/:]+):(?P<method>generateContent|streamGenerateContent)$")
+
+
+def upstream(path: str, query: Query) -> Route | None:
+    """The route of an upstream URL's (decoded) path: any base URL (Google AI's
+    ``/v1beta``, Vertex AI's ``/v1/projects/P/locations/L/publishers/google``), then
+    ``/models/MODEL:generateContent`` or ``:streamGenerateContent``. The model is read from
+    the decoded path, so ``gemini%2D2.5-flash`` is ``gemini-2.5-flash``."""
+    found = _UPSTREAM.search(path)
+    if found is None:
+        return None
+    return Route("generate", model=found["model"], stream=found["method"] == "streamGenerateContent")

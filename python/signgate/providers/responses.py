@@ -11,9 +11,13 @@ typed events (``response.created`` ... ``response.output_text.delta`` or
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
+from ..errors import PolicyViolation
+from ..strict_json import Spellings, check_spelling
 from . import _openai, _read
+from . import chat as _chat
+from ._govern import MISSING, Governed, check_each, count_chars, not_text, text_of
 from .base import (
     Event,
     OutputFormat,
@@ -355,3 +359,125 @@ def event_usage(data: object) -> Usage | None:
     if not isinstance(data, dict) or not isinstance(data.get("response"), dict):
         return None
     return _read_usage(data["response"].get("usage"))
+
+
+# --- what the gateway's policy reads ---------------------------------------------------------
+
+#: Every top-level field of a Responses request (and the names llama.cpp's server reads there).
+TOP_FIELDS = Spellings(
+    {
+        "model", "input", "instructions", "max_output_tokens", "max_tool_calls", "metadata", "parallel_tool_calls",
+        "previous_response_id", "conversation", "prompt", "prompt_cache_key", "prompt_cache_retention",
+        "reasoning", "safety_identifier", "service_tier", "store", "stream", "stream_options", "temperature",
+        "text", "tool_choice", "tools", "top_logprobs", "top_p", "truncation", "user", "background", "include",
+        "context_management", "n_predict", "n", "n_cmpl", "best_of",
+    }
+)  # fmt: skip
+ITEM_FIELDS = Spellings({"type", "role", "content", "id", "status", "call_id", "name", "arguments", "output"})
+PART_FIELDS = Spellings({"type", "text", "image_url", "file_id", "file_data", "file_url", "filename", "detail"})
+TEXT_FIELDS = Spellings({"format", "verbosity"})
+_SETTINGS = frozenset(
+    {
+        "model", "max_output_tokens", "max_tool_calls", "metadata", "parallel_tool_calls", "previous_response_id",
+        "conversation", "prompt_cache_key", "prompt_cache_retention", "reasoning", "safety_identifier",
+        "service_tier", "store", "stream", "stream_options", "temperature", "top_logprobs", "top_p", "truncation",
+        "user", "background", "include", "context_management", "n_predict", "n", "n_cmpl", "best_of",
+    }
+)  # fmt: skip
+_TEXT_ITEMS = ("message", "function_call", "function_call_output")
+_TEXT_PARTS = ("input_text", "output_text")
+
+
+class ResponsesBody(Governed):
+    """A Responses body: the system prompt is ``instructions`` (no system or developer message
+    in ``input``), the cap ``max_output_tokens``, the answer's format ``text.format``."""
+
+    top = TOP_FIELDS
+    settings = _SETTINGS
+    replaces = _chat.REPLACES
+    # A previous response, a stored conversation or a stored prompt bring in text the gateway never sees.
+    by_reference = ("previous_response_id", "conversation", "prompt")
+    signed_fields: ClassVar[Mapping[str, tuple[str, ...]]] = {
+        "system_prompt": ("instructions",),
+        "tools": ("tools",),
+        "tool_choice": ("tool_choice",),
+    }
+    where: ClassVar[Mapping[str, str]] = {**Governed.where, "response_format": "text.format"}
+    needs: ClassVar[Mapping[str, tuple[str, ...]]] = {
+        **Governed.needs, "system_prompt": ("instructions",), "max_user_chars": ("input",), "response_format": ("text",)
+    }  # fmt: skip
+    __slots__ = ()
+
+    def check_spelling(self) -> None:
+        super().check_spelling()
+        check_spelling(self.data.get("text"), TEXT_FIELDS, "text")
+        check_spelling(self.data.get("stream_options"), _chat.STREAM_OPTION_FIELDS, "stream_options")
+        items = self.data.get("input")
+        if isinstance(items, list):
+            for i, item in enumerate(items):
+                check_spelling(item, ITEM_FIELDS, f"input[{i}]")
+                if isinstance(item, dict):
+                    check_each(item.get("content"), PART_FIELDS, f"input[{i}].content")
+                    check_each(item.get("output"), PART_FIELDS, f"input[{i}].output")
+
+    def caps(self) -> list[tuple[str, Any]]:
+        return [(n, self.data[n]) for n in ("max_output_tokens", *_chat.EXTRA_CAPS) if n in self.data]
+
+    def insert_cap(self, ceiling: int) -> bool:
+        if "max_output_tokens" in self.data:
+            return False
+        self.data["max_output_tokens"] = ceiling
+        return True
+
+    def multipliers(self) -> list[tuple[str, Any]]:
+        return [(n, self.data[n]) for n in _chat.CHOICES if n in self.data]
+
+    def _items(self) -> list[Any]:
+        items = self.data.get("input")
+        if isinstance(items, str) or items is None:
+            return []
+        if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+            raise PolicyViolation("input", "input must be a string or a list of objects")
+        return items
+
+    def check_system(self, matches: Any) -> None:
+        instructions = self.data.get("instructions")
+        others = [
+            i for i, item in enumerate(self._items())
+            if item.get("type", "message") == "message" and item.get("role") in ("system", "developer")
+        ]  # fmt: skip
+        if not isinstance(instructions, str) or others or not matches(instructions):
+            raise PolicyViolation(
+                "system_prompt", "instructions must be the signed system prompt, and input must hold no system message"
+            )
+
+    def response_format(self) -> Any:
+        text = self.data.get("text")
+        if not isinstance(text, dict) or text.get("format") is None:
+            return MISSING
+        return text["format"]
+
+    def check_text(self, signed: frozenset[str] = frozenset()) -> None:
+        super().check_text(signed)
+        for i, item in enumerate(self._items()):
+            kind = item.get("type", "message")
+            if kind not in _TEXT_ITEMS:
+                raise not_text("max_user_chars", f"input[{i}] must be a message, a function call or its output")
+            content = item.get("content") if kind == "message" else item.get("output")
+            if kind != "function_call" and text_of(content, _TEXT_PARTS) is None:
+                raise not_text("max_user_chars", f"input[{i}] must be text (a string or input_text parts)")
+
+    def field_chars(self, name: str, value: Any, signed: frozenset[str]) -> int:
+        if name == "text" and "response_format" in signed and isinstance(value, dict):
+            value = {k: v for k, v in value.items() if k != "format"}
+            return count_chars(value) if value else 0
+        return count_chars(value)
+
+
+def governed(body: dict[str, Any], route: Route) -> ResponsesBody:
+    return ResponsesBody(body, route)
+
+
+def upstream(path: str, query: Query) -> Route | None:
+    """The route of an upstream URL's (decoded) path: any base URL, then ``/responses``."""
+    return Route("generate") if path.endswith("/responses") else None
