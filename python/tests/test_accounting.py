@@ -9,7 +9,7 @@ import asyncio
 import json
 import logging
 import threading
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -28,9 +28,15 @@ from signgate.gateway.metrics import Metrics
 from signgate.gateway.request import read_head
 from signgate.gateway.store import Limits, MemoryStore
 from signgate.gateway.usage import UsageRecord, UsageTap
+from signgate.providers import find_upstream
 
 CHAT = {"model": "gpt-x", "messages": [{"role": "user", "content": "hello there"}]}
 JSON = {"content-type": "application/json"}
+
+
+def read_chat(body: Body, headers: Mapping[str, str], ext: Extensions, wants_usage: bool) -> UsageTap | None:
+    """read_json for a chat-completions request, the API these tests speak."""
+    return read_json(body, headers, ext, wants_usage, "POST", "/v1/chat/completions")
 
 
 def body_of(data: bytes, budget: BufferBudget | None = None) -> Body:
@@ -57,25 +63,25 @@ def encoded(value: Any) -> bytes:
 
 
 def test_no_body_and_no_control_means_no_tap() -> None:
-    assert read_json(body_of(b""), {}, NO_EXTENSIONS, False) is None
+    assert read_chat(body_of(b""), {}, NO_EXTENSIONS, False) is None
 
 
 def test_no_body_under_a_control_is_still_accounted() -> None:
-    tap = read_json(body_of(b""), {}, NO_EXTENSIONS, True)
+    tap = read_chat(body_of(b""), {}, NO_EXTENSIONS, True)
     assert tap is not None and (tap.model, tap.prompt_chars) == (None, 0)
 
 
 def test_for_metrics_only_any_reading_will_do_and_nothing_is_refused_or_rewritten() -> None:
     lenient = b'{"model": "a", "model": "gpt-x", "messages": []}'  # duplicate keys: strict reading refuses
     body = body_of(lenient)
-    tap = read_json(body, {"content-encoding": "gzip", **JSON}, NO_EXTENSIONS, False)
+    tap = read_chat(body, {"content-encoding": "gzip", **JSON}, NO_EXTENSIONS, False)
     assert tap is not None and tap.model == "gpt-x"
     assert body.data == lenient
 
 
 @pytest.mark.parametrize("data", [b"\x00\x01binary", b"{not json", b"[" * 100_000])
 def test_for_metrics_only_an_unreadable_body_is_counted_by_its_size(data: bytes) -> None:
-    tap = read_json(body_of(data), JSON, NO_EXTENSIONS, False)
+    tap = read_chat(body_of(data), JSON, NO_EXTENSIONS, False)
     assert tap is not None and tap.prompt_chars == len(data)
 
 
@@ -91,7 +97,7 @@ def test_for_metrics_only_an_unreadable_body_is_counted_by_its_size(data: bytes)
 def test_under_a_control_a_body_that_is_not_strict_json_is_refused(data: bytes, fragment: str, control: str) -> None:
     ext = policy_ext(models=["m"]) if control == "policy" else NO_EXTENSIONS
     with pytest.raises(InvalidJSON) as refused:
-        read_json(body_of(data), JSON, ext, control == "usage")
+        read_chat(body_of(data), JSON, ext, control == "usage")
     assert (refused.value.status, refused.value.code) == (400, "invalid_json")
     assert fragment in refused.value.message
 
@@ -99,39 +105,39 @@ def test_under_a_control_a_body_that_is_not_strict_json_is_refused(data: bytes, 
 @pytest.mark.parametrize("coding", ["gzip", "br", "deflate, identity", "GZIP"])
 def test_under_a_control_a_compressed_body_is_refused_naming_its_encoding(coding: str) -> None:
     with pytest.raises(UnsupportedEncoding) as refused:
-        read_json(body_of(encoded(CHAT)), {"content-encoding": coding, **JSON}, NO_EXTENSIONS, True)
+        read_chat(body_of(encoded(CHAT)), {"content-encoding": coding, **JSON}, NO_EXTENSIONS, True)
     assert (refused.value.status, refused.value.code) == (415, "unsupported_encoding")
     assert repr(coding.lower()) in refused.value.message and "uncompressed" in refused.value.message
 
 
 @pytest.mark.parametrize("coding", ["", "identity", " Identity\t"])
 def test_an_identity_encoding_is_no_encoding(coding: str) -> None:
-    tap = read_json(body_of(encoded(CHAT)), {"content-encoding": coding, **JSON}, NO_EXTENSIONS, True)
+    tap = read_chat(body_of(encoded(CHAT)), {"content-encoding": coding, **JSON}, NO_EXTENSIONS, True)
     assert tap is not None and tap.model == "gpt-x"
 
 
 def test_under_a_control_a_body_that_is_not_json_is_counted_by_its_size() -> None:
     form = b"model=gpt-x&prompt=hello"
-    tap = read_json(body_of(form), {"content-type": "application/x-www-form-urlencoded"}, NO_EXTENSIONS, True)
+    tap = read_chat(body_of(form), {"content-type": "application/x-www-form-urlencoded"}, NO_EXTENSIONS, True)
     assert tap is not None and (tap.model, tap.prompt_chars) == (None, len(form))
 
 
 def test_under_a_control_another_spelling_of_a_field_is_refused() -> None:
     with pytest.raises(InvalidJSON) as refused:
-        read_json(body_of(encoded({**CHAT, "Model": "gpt-cheap"})), JSON, NO_EXTENSIONS, True)
+        read_chat(body_of(encoded({**CHAT, "Model": "gpt-cheap"})), JSON, NO_EXTENSIONS, True)
     assert "another spelling of 'model'" in refused.value.message
 
 
 def test_the_policy_is_enforced() -> None:
     with pytest.raises(PolicyViolation) as refused:
-        read_json(body_of(encoded({**CHAT, "model": "gpt-big"})), JSON, policy_ext(models=["gpt-x"]), False)
+        read_chat(body_of(encoded({**CHAT, "model": "gpt-big"})), JSON, policy_ext(models=["gpt-x"]), False)
     assert (refused.value.status, refused.value.rule) == (403, "models")
 
 
 def test_a_body_the_policy_changes_is_written_back_and_held_at_its_new_size() -> None:
     budget = BufferBudget(2**20)
     body = body_of(encoded(CHAT), budget)
-    tap = read_json(body, JSON, policy_ext(models=["gpt-x"], max_tokens=50), False)
+    tap = read_chat(body, JSON, policy_ext(models=["gpt-x"], max_tokens=50), False)
     assert tap is not None
     assert json.loads(body.data)["max_tokens"] == 50
     assert budget.used == body.held == len(body.data)
@@ -142,19 +148,19 @@ def test_a_body_that_grows_past_the_buffer_budget_is_refused() -> None:
     budget = BufferBudget(len(data) + 5)
     body = body_of(data, budget)
     with pytest.raises(AtCapacity):
-        read_json(body, JSON, policy_ext(max_tokens=50), False)
+        read_chat(body, JSON, policy_ext(max_tokens=50), False)
 
 
 def test_a_streamed_chat_is_asked_for_usage_and_the_extra_chunk_marked_for_stripping() -> None:
     body = body_of(encoded({**CHAT, "stream": True}))
-    tap = read_json(body, JSON, NO_EXTENSIONS, True)
+    tap = read_chat(body, JSON, NO_EXTENSIONS, True)
     assert tap is not None and tap.strip_usage_chunk
     assert json.loads(body.data)["stream_options"] == {"include_usage": True}
 
 
 def test_a_stream_flag_that_is_not_a_boolean_is_refused_where_usage_is_needed() -> None:
     with pytest.raises(InvalidJSON, match="stream must be true or false"):
-        read_json(body_of(encoded({**CHAT, "stream": "true"})), JSON, NO_EXTENSIONS, True)
+        read_chat(body_of(encoded({**CHAT, "stream": "true"})), JSON, NO_EXTENSIONS, True)
 
 
 @pytest.mark.parametrize(
@@ -184,7 +190,7 @@ PLAIN = KeyConfig("plain", ("s",))
 
 def answered_tap(usage: dict[str, int] | None, model: str = "gpt-x") -> UsageTap:
     """A tap that watched a JSON chat answer, with ``usage`` reported or not."""
-    tap, _ = UsageTap.for_request({**CHAT, "model": model}, 0, False)
+    tap, _ = UsageTap.for_request({**CHAT, "model": model}, 0, False, find_upstream("POST", "/v1/chat/completions"))
     tap.start("application/json")
     answer: dict[str, Any] = {"choices": [{"message": {"role": "assistant", "content": "x" * 40}}]}
     if usage is not None:

@@ -44,7 +44,7 @@ def test_a_request_without_extensions_shares_the_empty_one() -> None:
 def test_the_extensions_a_signer_binds_are_read_after_verification(clock: FakeClock) -> None:
     policy = Policy(models=["gpt-x"], max_tokens=100)
     request = Signer("app", "s", "https://gw", clock=clock, nonce=lambda: "n" * 22).sign(
-        "POST", "https://api.example/v1/chat", uses=3, user="u-1", tenant="acme", policy=policy
+        "POST", "https://api.example/v1/chat/completions", uses=3, user="u-1", tenant="acme", policy=policy
     )
     checked = Verifier({"app": ["s"]}, clock=clock).verify_request(
         "POST", request.url.split("?", 1)[1], request.headers, None

@@ -173,9 +173,9 @@ class Call:
         reads it), and the target."""
         head = read_head(self.scope)
         body = await read_body(self.peer.receive, head, False, self.budget, max_body=2**20, timeout=10)
-        if wants_usage:
-            tap = read_json(body, head.headers, NO_EXTENSIONS, True)
         target = Target("http", "127.0.0.1", self.port, self.path)
+        if wants_usage:
+            tap = read_json(body, head.headers, NO_EXTENSIONS, True, "POST", target.path)
         return Forward(KEY, target, body, {}, NO_EXTENSIONS, [], tap)
 
 
@@ -312,7 +312,9 @@ def test_the_usage_chunk_the_gateway_asked_for_is_taken_out_of_the_stream() -> N
 
     async def test(gateway: Gateway) -> None:
         async with serve(answer_with(head + answer)) as upstream:
-            call = Call(upstream.port, body=b'{"model": "m", "stream": true, "messages": []}')
+            call = Call(
+                upstream.port, path="/v1/chat/completions", body=b'{"model": "m", "stream": true, "messages": []}'
+            )
             fw = await call.forward(wants_usage=True)
             assert fw.tap is not None and fw.tap.strip_usage_chunk
             await gateway(call, fw)
