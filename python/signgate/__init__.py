@@ -14,7 +14,8 @@ The gateway runs with ``signgate serve`` (``pip install 'signgate[gateway]'``; s
 ``signgate serve --help``). Bad input raises :class:`SigningError` naming the field.
 :class:`Verifier` checks a signed request wherever you need to; :class:`Policy` and the
 ``single_use``, ``user`` and ``tenant`` arguments of :meth:`Signer.sign` bind abuse controls.
-Every refusal is a :class:`VerificationError` with a stable ``code``.
+Every refusal is a :class:`VerificationError` with a stable ``code``. :class:`Revoker` takes
+URLs back before they expire (``pip install 'signgate[redis]'``).
 """
 
 from .errors import BadSignature as BadSignature
@@ -24,12 +25,15 @@ from .errors import ExpiryTooLong as ExpiryTooLong
 from .errors import MalformedRequest as MalformedRequest
 from .errors import MissingHeader as MissingHeader
 from .errors import NotYetValid as NotYetValid
+from .errors import RevocationError as RevocationError
 from .errors import SigngateError as SigngateError
 from .errors import SigningError as SigningError
 from .errors import UnknownKey as UnknownKey
 from .errors import UnsupportedAlgorithm as UnsupportedAlgorithm
 from .errors import VerificationError as VerificationError
 from .extensions import Policy as Policy
+from .revocation import Revocation as Revocation
+from .revocation import Revoker as Revoker
 from .signer import SignedRequest as SignedRequest
 from .signer import Signer as Signer
 from .signer import sign_url as sign_url
@@ -49,6 +53,9 @@ __all__ = [
     "MissingHeader",
     "NotYetValid",
     "Policy",
+    "Revocation",
+    "RevocationError",
+    "Revoker",
     "SignedParams",
     "SignedRequest",
     "Signer",

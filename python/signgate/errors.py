@@ -6,6 +6,7 @@
     ├── SigningError (also ValueError)     bad input given to the signer; ``field`` names it
     ├── ConfigError (also ValueError)      gateway configuration that cannot work
     │   └── StoreURLError                    a store URL (never shows its password)
+    ├── RevocationError (also ValueError)  a revocation that cannot work; ``field`` names it
     ├── CommandError                       a command-line usage error (exit status 2)
     ├── StoreError                         the shared store could not be reached or failed
     ├── UpstreamError                      the upstream failed; ``sent``: it may have got the request
@@ -24,7 +25,10 @@
         │   ├── BadSignature           401  bad_signature
         │   ├── MissingHeader          401  missing_header         a bound header is absent
         │   └── BodyMismatch           401  body_mismatch          the body is not the bound one
+        ├── Revoked                    401  revoked                carries ``scope`` (key, tenant, user, nonce)
+        ├── Unauthorized               401  unauthorized           the admin endpoint's token is missing or wrong
         ├── InvalidJSON                400  invalid_json           a body a control reads is not strict JSON
+        ├── ConfigRejected             400  config_rejected        a reload found the configuration broken
         ├── UpgradeNotSupported        400  upgrade_not_supported  WebSocket and other upgrades
         ├── PolicyViolation            403  policy_violation       ``rule`` names the broken rule
         ├── UpstreamNotAllowed         403  upstream_not_allowed
@@ -72,6 +76,15 @@ class ConfigError(SigngateError, ValueError):
 
 class StoreURLError(ConfigError):
     """A store URL that cannot work; the message names the part and never shows a password."""
+
+
+class RevocationError(SigngateError, ValueError):
+    """A revocation that cannot work (no subject, or one no signed URL could carry); ``field``
+    names the argument."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
 
 
 class CommandError(SigngateError):
@@ -219,6 +232,31 @@ class MissingHeader(VerificationError):
 class BodyMismatch(VerificationError):
     code = "body_mismatch"
     status = 401
+
+
+class Revoked(Refusal):
+    """The URL is covered by a revocation of its key, tenant, user or nonce (``scope``)."""
+
+    code = "revoked"
+    status = 401
+
+    def __init__(self, scope: str) -> None:
+        super().__init__(f"this signed URL has been revoked (its {scope}); ask the backend for a new one", scope=scope)
+        self.scope = scope
+
+
+class Unauthorized(Refusal):
+    """The admin endpoint was called without its token, or with another."""
+
+    code = "unauthorized"
+    status = 401
+
+
+class ConfigRejected(Refusal):
+    """A reload asked of the admin endpoint found the configuration broken; the running one stays."""
+
+    code = "config_rejected"
+    status = 400
 
 
 class InvalidJSON(Refusal):

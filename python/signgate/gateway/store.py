@@ -1,19 +1,24 @@
-"""Shared state for abuse controls: nonce uses, request rates, concurrent streams, token budgets.
+"""Shared state for abuse controls: revocations, nonce uses, request rates, concurrent streams,
+token budgets.
 
 One call, :meth:`Store.admit`, checks everything a request needs and, only if all of it passes,
-counts it: a nonce use, a request in this minute and a concurrent-stream lease for every scope
-(key, tenant, user). Nothing is counted for a refused request, so a rate-limited single-use URL
-can be retried. In memory the check is atomic because nothing awaits between check and count;
-in Redis it is one Lua script, so many gateway processes and hosts enforce the same numbers.
+counts it: the revocations that could cover it, a nonce use, a request in this minute and a
+concurrent-stream lease for every scope (key, tenant, user). Nothing is counted for a refused
+request, so a rate-limited single-use URL can be retried. In memory the check is atomic because
+nothing awaits between check and count; in Redis it is one Lua script, so many gateway processes
+and hosts enforce the same numbers. A request that needs no counting asks :meth:`Store.revoked`
+alone: in memory a dictionary read, in Redis one ``MGET``.
 
 Every entry expires on its own: nonces when their URL does, rate windows after two minutes,
-token totals after two days, stream leases unless the owning process keeps refreshing them.
+token totals after two days, stream leases unless the owning process keeps refreshing them,
+revocations once no URL they cover can still be valid (see :mod:`signgate.revocation`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import time
@@ -22,8 +27,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import revocation, storeurl
 from ..errors import StoreError
-from . import storeurl
+from ..revocation import Attribution, Revocation, RevocationTable
 
 logger = logging.getLogger("signgate.store")
 
@@ -75,6 +81,7 @@ class Admission:
     retry_after: int = 0
     lease: str | None = None
     lease_scopes: tuple[Scope, ...] = field(default_factory=tuple)
+    revoked: str | None = None  # the kind of subject whose revocation covers the request
 
 
 def _minute(now: float) -> int:
@@ -94,10 +101,41 @@ def retry_after(limit: str, now: float) -> int:
 
 
 class Store(ABC):
-    """Where nonces, counters and usage live."""
+    """Where revocations, nonces, counters and usage live."""
+
+    #: The revocations, when this process holds them (the memory store): the request path reads
+    #: them without a coroutine. None when they live elsewhere (ask :meth:`revoked`).
+    local_revocations: RevocationTable | None = None
 
     @abstractmethod
-    async def admit(self, nonce: Nonce | None, scopes: Sequence[Scope], now: float) -> Admission: ...
+    async def admit(
+        self, nonce: Nonce | None, scopes: Sequence[Scope], now: float, attribution: Attribution | None = None
+    ) -> Admission:
+        """Check, and only if everything passes count, one request: with ``attribution``, first
+        whether a revocation covers it (then ``revoked`` names the kind and nothing is counted)."""
+
+    @abstractmethod
+    async def revoked(self, attribution: Attribution) -> str | None:
+        """The kind of subject (key, tenant, user, nonce) whose revocation covers a request so
+        attributed, or None."""
+
+    @abstractmethod
+    async def revoke(self, kind: str, subject: str, at: int, lifetime: int, now: float) -> Revocation:
+        """Revoke URLs of ``subject`` dated at or before ``at``, for at least ``lifetime`` seconds
+        (the longest lifetime announced to the store, if longer)."""
+
+    @abstractmethod
+    async def revocations(self, now: float, lifetime: int) -> list[Revocation]:
+        """The revocations made in the last ``lifetime`` seconds (or the announced lifetime)."""
+
+    async def revocations_version(self) -> int:
+        """A number that changes with every revocation (what live-stream watchers poll)."""
+        return 0
+
+    async def announce_lifetime(self, seconds: int) -> int:
+        """Tell revokers sharing the store how long this gateway's URLs can live (the longest
+        announced is kept); returns it."""
+        return seconds
 
     @abstractmethod
     async def release(self, admission: Admission) -> None:
@@ -120,11 +158,19 @@ class MemoryStore(Store):
         self._streams: dict[str, int] = {}
         self._tokens: dict[tuple[str, int], int] = {}
         self._admits = 0
+        self._version = 0
+        self.local_revocations: RevocationTable = RevocationTable()
 
-    async def admit(self, nonce: Nonce | None, scopes: Sequence[Scope], now: float) -> Admission:
+    async def admit(
+        self, nonce: Nonce | None, scopes: Sequence[Scope], now: float, attribution: Attribution | None = None
+    ) -> Admission:
         self._admits += 1
         if self._admits % 1024 == 0:
             self._sweep(now)
+        if attribution is not None and self.local_revocations:
+            hit = self.local_revocations.covering(attribution)
+            if hit is not None:
+                return Admission(admitted=False, revoked=hit.kind)
         if nonce is not None:
             used, _ = self._nonces.get(nonce.id, (0, 0))
             if used >= nonce.uses:
@@ -168,7 +214,22 @@ class MemoryStore(Store):
             if scope.limits.tokens_per_day:
                 self._tokens[(scope.id, day)] = self._tokens.get((scope.id, day), 0) + tokens
 
+    async def revoked(self, attribution: Attribution) -> str | None:
+        hit = self.local_revocations.covering(attribution) if self.local_revocations else None
+        return None if hit is None else hit.kind
+
+    async def revoke(self, kind: str, subject: str, at: int, lifetime: int, now: float) -> Revocation:
+        self._version += 1
+        return self.local_revocations.add(kind, subject, at, at + lifetime, now)
+
+    async def revocations(self, now: float, lifetime: int) -> list[Revocation]:
+        return self.local_revocations.active(now)
+
+    async def revocations_version(self) -> int:
+        return self._version
+
     def _sweep(self, now: float) -> None:
+        self.local_revocations.sweep(now)
         self._nonces = {k: v for k, v in self._nonces.items() if v[1] >= now}
         minute, day = _minute(now), _day(now)
         self._rates = {k: v for k, v in self._rates.items() if k[1] >= minute - 1}
@@ -176,17 +237,30 @@ class MemoryStore(Store):
 
     def size(self) -> int:
         """Entries held; tests check that it does not grow without bound."""
-        return len(self._nonces) + len(self._rates) + len(self._streams) + len(self._tokens)
+        counters = len(self._nonces) + len(self._rates) + len(self._streams) + len(self._tokens)
+        return counters + len(self.local_revocations)
 
 
-# KEYS[1] = nonce key; then per scope i (0-based): KEYS[2+3i] rate, KEYS[3+3i] streams, KEYS[4+3i] tokens.
+# KEYS[1] = nonce key; then per scope i (0-based): KEYS[2+3i] rate, KEYS[3+3i] streams, KEYS[4+3i] tokens;
+#   then the r revocation entries that could cover the request.
 # ARGV: now, lease id, lease ttl, nonce uses (0: no nonce), nonce ttl, scope count,
-#       then per scope: rpm limit, streams limit, tokens limit (0: unlimited).
+#       then per scope: rpm limit, streams limit, tokens limit (0: unlimited);
+#       then X-Sw-Date and r.
+# Returns {-2, j} when the j-th revocation entry covers the request, {-1, 0} for a used-up nonce,
+# {i, which} when scope i's limit `which` is reached, {0, 0} when admitted (and counted).
 _ADMIT = """
 local now = tonumber(ARGV[1])
+local n = tonumber(ARGV[6])
+local r = tonumber(ARGV[8 + 3 * n] or '0')
+if r > 0 then
+  local signed_at = tonumber(ARGV[7 + 3 * n])
+  for j = 1, r do
+    local at = redis.call('GET', KEYS[1 + 3 * n + j])
+    if at and tonumber(at) >= signed_at then return {-2, j} end
+  end
+end
 local uses = tonumber(ARGV[4])
 if uses > 0 and tonumber(redis.call('GET', KEYS[1]) or '0') >= uses then return {-1, 0} end
-local n = tonumber(ARGV[6])
 for i = 0, n - 1 do
   local rpm, streams, tokens = tonumber(ARGV[7 + 3 * i]), tonumber(ARGV[8 + 3 * i]), tonumber(ARGV[9 + 3 * i])
   if rpm > 0 and tonumber(redis.call('GET', KEYS[2 + 3 * i]) or '0') >= rpm then return {i + 1, 1} end
@@ -240,11 +314,11 @@ class RedisStore(Store):
         namespace: str = "signgate",
         max_connections: int = 64,
     ) -> None:
-        if not namespace or "{" in namespace or "}" in namespace:
-            raise ValueError(f"namespace {namespace!r} must be non-empty and hold no braces: it is the hash tag")
+        self._tag = revocation.tag(namespace)
         self._redis, self._sentinel = _connect(storeurl.parse(url), timeout, max_connections)
         self._script = self._redis.register_script(_ADMIT)
-        self._tag = "{" + namespace + "}"
+        self._revoke_script = self._redis.register_script(revocation.REVOKE_LUA)
+        self._announce_script = self._redis.register_script(revocation.ANNOUNCE_LUA)
         self._lease_ttl = lease_ttl
         self._leases: dict[str, tuple[str, ...]] = {}
         self._refresher: asyncio.Task[None] | None = None
@@ -272,7 +346,23 @@ class RedisStore(Store):
             ]
         return keys
 
-    async def admit(self, nonce: Nonce | None, scopes: Sequence[Scope], now: float) -> Admission:
+    def _covering(self, attribution: Attribution | None) -> list[tuple[str, str]]:
+        """The (kind, entry name) of every revocation that could cover a request so attributed."""
+        if attribution is None:
+            return []
+        tag = self._tag
+        found = [("key", _entry(tag, "key", attribution.key))]
+        if attribution.tenant is not None:
+            found.append(("tenant", _entry(tag, "tenant", attribution.tenant)))
+        if attribution.user is not None:
+            found.append(("user", _entry(tag, "user", attribution.user)))
+        if attribution.nonce is not None:
+            found.append(("nonce", _entry(tag, "nonce", attribution.nonce)))
+        return found
+
+    async def admit(
+        self, nonce: Nonce | None, scopes: Sequence[Scope], now: float, attribution: Attribution | None = None
+    ) -> Admission:
         self._counter += 1
         lease = f"{self._pid}:{id(self)}:{self._counter}"
         args: list[str | int | float] = [
@@ -285,11 +375,19 @@ class RedisStore(Store):
         ]
         for scope in scopes:
             args.extend(scope.limits.as_tuple())
+        keys = self._keys(nonce, scopes, now)
+        covering = self._covering(attribution)
+        if covering:
+            assert attribution is not None
+            keys += [name for _, name in covering]
+            args += [attribution.signed_at, len(covering)]
         try:
-            index, which = await self._script(keys=self._keys(nonce, scopes, now), args=args)
+            index, which = await self._script(keys=keys, args=args)
         except Exception as exc:  # redis raises many kinds; all mean the store failed us
             raise StoreError(f"{type(exc).__name__}") from None
         index, which = int(index), int(which)
+        if index == -2:
+            return Admission(admitted=False, revoked=covering[which - 1][0])
         if index == -1:
             return Admission(admitted=False, replayed=True)
         if index > 0:
@@ -301,6 +399,54 @@ class RedisStore(Store):
         self._leases[lease] = tuple(self._key("streams", s.id) for s in streams)
         self._ensure_refresher()
         return Admission(admitted=True, lease=lease, lease_scopes=streams)
+
+    async def revoked(self, attribution: Attribution) -> str | None:
+        covering = self._covering(attribution)
+        try:
+            values = await self._redis.mget([name for _, name in covering])
+        except Exception as exc:
+            raise StoreError(type(exc).__name__) from None
+        for (kind, _), value in zip(covering, values, strict=True):
+            if value is not None and int(value) >= attribution.signed_at:
+                return kind
+        return None
+
+    async def revoke(self, kind: str, subject: str, at: int, lifetime: int, now: float) -> Revocation:
+        tag = self._tag
+        keys = [
+            revocation.entry_name(tag, kind, subject),
+            revocation.log_name(tag),
+            revocation.version_name(tag),
+            revocation.lifetime_name(tag),
+        ]
+        try:
+            got_at, ttl = await self._revoke_script(keys=keys, args=[at, lifetime, 0, revocation.member(kind, subject)])
+        except Exception as exc:
+            raise StoreError(type(exc).__name__) from None
+        return Revocation(kind, subject, int(got_at), int(now) + int(ttl))
+
+    async def revocations(self, now: float, lifetime: int) -> list[Revocation]:
+        try:
+            announced = await self._redis.get(revocation.lifetime_name(self._tag))
+            lifetime = max(lifetime, int(announced or 0))
+            log = await self._redis.zrangebyscore(
+                revocation.log_name(self._tag), now - lifetime, "+inf", withscores=True
+            )
+        except Exception as exc:
+            raise StoreError(type(exc).__name__) from None
+        return [r for r in revocation.from_log(log, lifetime) if r.expires_at > now]
+
+    async def revocations_version(self) -> int:
+        try:
+            return int(await self._redis.get(revocation.version_name(self._tag)) or 0)
+        except Exception as exc:
+            raise StoreError(type(exc).__name__) from None
+
+    async def announce_lifetime(self, seconds: int) -> int:
+        try:
+            return int(await self._announce_script(keys=[revocation.lifetime_name(self._tag)], args=[seconds]))
+        except Exception as exc:
+            raise StoreError(type(exc).__name__) from None
 
     async def release(self, admission: Admission) -> None:
         if admission.lease is None:
@@ -354,6 +500,11 @@ class RedisStore(Store):
         if self._sentinel is not None:
             for sentinel in self._sentinel.sentinels:
                 await sentinel.aclose()
+
+
+#: Entry names repeat from request to request (a key's, a tenant's, an active user's): percent-encoding
+#: them once is enough.
+_entry = functools.lru_cache(maxsize=8192)(revocation.entry_name)
 
 
 def _connect(url: storeurl.StoreURL, timeout: float, max_connections: int) -> tuple[Any, Any]:
