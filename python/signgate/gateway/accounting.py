@@ -94,6 +94,13 @@ def claims_json(body: bytes, content_type: str) -> bool:
     return body.lstrip(b" \t\r\n")[:1] in (b"{", b"[")
 
 
+def usage_keys(config: GatewayConfig) -> frozenset[str]:
+    """The keys whose requests budgets or billing account for (and whose streams are asked for
+    usage): every key when a usage hook or webhook is set, else the keys with token budgets."""
+    sinks = config.usage_hook is not None or config.usage_webhook is not None
+    return frozenset(k.id for k in config.keys.values() if sinks or k.has_budgets)
+
+
 class Accounts:
     """Where usage goes: metrics, budgets in the store, the usage hook and the usage webhook.
 
@@ -109,9 +116,8 @@ class Accounts:
         self._clock = clock
         self._queue: asyncio.Queue[UsageRecord] | None = None
         self.background: set[asyncio.Task[Any]] = set()
-        sinks = self._hook is not None or self._webhook is not None
         #: Keys whose requests budgets or billing account for (and whose streams are asked for usage).
-        self.usage_keys = frozenset(k.id for k in config.keys.values() if sinks or k.has_budgets)
+        self.usage_keys = usage_keys(config)
 
     async def account(
         self, request_id: str, status: int, code: str, key: KeyConfig, ext: Extensions, scopes: list[LimitScope],

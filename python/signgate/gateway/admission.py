@@ -1,9 +1,9 @@
-"""Admission: what a URL's bound extensions ask of the store, asked in one step.
+"""Admission: what a URL's signature and bound extensions ask of the store, asked in one step.
 
 :class:`Extensions` reads a verified request's ``x-signgate-*`` headers; :func:`limit_scopes`
 names the key, tenant and user counters the request counts against; :class:`Admitter` checks the
-nonce and every limit, and counts them, in one call to the store (exact under concurrency), and
-releases the request's stream leases when it ends.
+revocations, the nonce and every limit, and counts them, in one call to the store (exact under
+concurrency), and releases the request's stream leases when it ends.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from .. import extensions
-from ..errors import LimitExceeded, MalformedRequest, Replayed, StoreError, StoreUnavailable
+from ..errors import LimitExceeded, MalformedRequest, Replayed, Revoked, StoreError, StoreUnavailable
 from ..extensions import PolicyRules
+from ..revocation import Attribution
 from ..verifier import VerifiedRequest
 from .config import KeyConfig
 from .metrics import Metrics
@@ -33,6 +34,7 @@ class Extensions:
     user: str | None = None
     tenant: str | None = None
     policy: PolicyRules | None = None
+    nonce_value: str | None = None  # the nonce as signed (``nonce.id`` is scoped to the key)
 
     @classmethod
     def from_verified(cls, verified: VerifiedRequest) -> Extensions:
@@ -59,7 +61,8 @@ class Extensions:
                 policy = PolicyRules.from_header(bound[extensions.POLICY])
             except ValueError as exc:
                 raise MalformedRequest(extensions.POLICY, str(exc)) from None
-        return cls(nonce, bound.get(extensions.USER), bound.get(extensions.TENANT), policy)
+        nonce_value = None if nonce is None else bound[extensions.NONCE]
+        return cls(nonce, bound.get(extensions.USER), bound.get(extensions.TENANT), policy, nonce_value)
 
 
 NO_EXTENSIONS = Extensions()  # most requests: shared, as it is frozen
@@ -98,19 +101,35 @@ class Admitter:
         self._fail_open = fail_open
         self._clock = clock
 
-    async def admit(self, nonce: Nonce | None, scopes: list[LimitScope]) -> Admission | None:
-        """Count the request, or raise Replayed, LimitExceeded or StoreUnavailable (nothing is
-        counted for a refused request). None when nothing needed counting."""
+    async def admit(self, nonce: Nonce | None, scopes: list[LimitScope], attribution: Attribution) -> Admission | None:
+        """Count the request, or raise Revoked, Replayed, LimitExceeded or StoreUnavailable
+        (nothing is counted for a refused request). None when nothing needed counting.
+
+        Revocations are checked for every request: with the memory store a dictionary read (and
+        nothing at all while none is in force), with Redis folded into the admission script, or
+        one ``MGET`` for a request that counts nothing."""
+        store = self._store()
         if nonce is None and not scopes:
+            table = store.local_revocations
+            if table is not None:
+                if table and (hit := table.covering(attribution)) is not None:
+                    raise Revoked(hit.kind)
+                return None
+            try:
+                revoked = await store.revoked(attribution)
+            except StoreError as exc:
+                self._store_failed(exc)
+                return None
+            if revoked is not None:
+                raise Revoked(revoked)
             return None
         try:
-            admission = await self._store().admit(nonce, scopes, self._clock())
+            admission = await store.admit(nonce, scopes, self._clock(), attribution)
         except StoreError as exc:
-            self._metrics.store_errors += 1
-            if self._fail_open:
-                logger.warning("store unavailable (%s): serving without limits (--store-fail-open)", exc)
-                return None
-            raise StoreUnavailable("the gateway's store is unavailable; retry shortly", retry_after=1) from None
+            self._store_failed(exc)
+            return None
+        if admission.revoked is not None:
+            raise Revoked(admission.revoked)
         if admission.replayed:
             raise Replayed("this signed URL has been used as often as it may be; ask the backend for a new one")
         if not admission.admitted:
@@ -118,6 +137,14 @@ class Admitter:
             limit = getattr(admission.scope.limits, admission.limit)
             raise LimitExceeded(admission.limit, admission.scope.kind, limit, admission.retry_after)
         return admission
+
+    def _store_failed(self, exc: StoreError) -> None:
+        """Count a store failure; serve on (fail open) or raise StoreUnavailable."""
+        self._metrics.store_errors += 1
+        if self._fail_open:
+            logger.warning("store unavailable (%s): serving without limits or revocations (--store-fail-open)", exc)
+            return
+        raise StoreUnavailable("the gateway's store is unavailable; retry shortly", retry_after=1) from None
 
     async def release(self, admission: Admission | None) -> None:
         """End the request's stream leases."""

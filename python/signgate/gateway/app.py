@@ -12,13 +12,22 @@ body is read. :meth:`Gateway._prepare` returns a :class:`~.relay.Forward` holdin
 relay and the accounting need, so a stream that lasts minutes holds nothing else. Every refusal is
 JSON ``{"error": {"code", "message", "request_id"}}`` with ``x-signgate-error`` and CORS headers
 (see :mod:`.refusals`). docs/architecture.md draws the same path.
+
+What the steps build from the configuration (the verifier's keys, CORS, the allowlists) is one
+:class:`Settings`, which :meth:`Gateway.reconfigure` replaces whole: a request reads it once, at
+its start, so a reload never changes a request in flight. :meth:`Gateway.revoke` revokes in the
+gateway's store and, with ``revoke_live``, ends the live streams the revocation covers.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
 
 from ..errors import (
     AtCapacity,
@@ -27,18 +36,21 @@ from ..errors import (
     MalformedRequest,
     NotFound,
     Refusal,
+    StoreError,
     StoreUnavailable,
     UnknownKey,
     UpgradeNotSupported,
 )
+from ..revocation import Attribution, Revocation, check_subject
 from ..verifier import SignedParams, VerifiedRequest, Verifier, parse_query
-from .accounting import Accounts, read_json
+from .accounting import Accounts, read_json, usage_keys
 from .admission import Admitter, Extensions, limit_scopes
 from .asgi import Receive, Scope, Send
 from .body import BufferBudget, ClientGone, read_body
 from .config import GatewayConfig, KeyConfig
 from .cors import Cors
 from .exchange import Exchange
+from .live import LiveStreams
 from .metrics import Metrics
 from .refusals import answer
 from .relay import Forward, Relay
@@ -51,6 +63,47 @@ access_logger = logging.getLogger("signgate.access")
 logger = logging.getLogger("signgate.gateway")
 
 _UPGRADE_MESSAGE = "this gateway speaks HTTP/1.1 only: WebSocket and other protocol upgrades are not supported"
+
+#: What a reload cannot change: these shape the store, the upstream pool, the processes and the
+#: admin port, all made once. A reload that changes one keeps the running value and says so.
+RESTART_ONLY = (
+    "store",
+    "store_fail_open",
+    "workers",
+    "usage_hook",
+    "usage_webhook",
+    "allow_private_upstreams",
+    "connect_timeout",
+    "read_timeout",
+    "shutdown_timeout",
+    "admin_host",
+    "admin_port",
+    "admin_token",
+    "revoke_live",
+)
+
+
+class Settings:
+    """What the request path builds from one configuration: a request takes the gateway's at its
+    start and keeps it, so a reload changes nothing in flight."""
+
+    __slots__ = ("config", "cors", "lifetime", "nonces_unshared", "targets", "usage_keys", "verifier")
+
+    def __init__(self, config: GatewayConfig, clock: Callable[[], float]) -> None:
+        keys = config.keys
+
+        def secrets(key_id: str) -> tuple[str, ...] | None:
+            key = keys.get(key_id)
+            return key.secrets if key else None
+
+        self.config = config
+        self.verifier = Verifier(secrets, skew=config.skew, clock=clock)
+        self.cors = Cors(config.cors_origins)
+        self.targets = Targets(config)
+        self.usage_keys = usage_keys(config)
+        self.lifetime = config.longest_lifetime
+        # With several workers and the memory store, each worker would count a nonce on its own.
+        self.nonces_unshared = config.workers > 1 and (config.store is None or config.store == "memory")
 
 
 class Gateway:
@@ -70,25 +123,69 @@ class Gateway:
         clock: Callable[[], float] = time.time,
         access_log: Callable[[str], None] | None = None,
     ) -> None:
-        self.config = config
         self.metrics = Metrics()
         self._store = store
         self._pool = upstream
         self._clock = clock
         self._access_log = access_log
-        self._verifier = Verifier(self._secrets, skew=config.skew, clock=clock)
-        self._cors = Cors(config.cors_origins)
-        self._targets = Targets(config)
+        self._settings = Settings(config, clock)
         self._buffers = BufferBudget(config.max_buffered)
         self._admitter = Admitter(lambda: self.store, self.metrics, fail_open=config.store_fail_open, clock=clock)
         self._accounts = Accounts(config, self.metrics, self._admitter, clock)
-        self._relay = Relay(self._upstream_pool, self.metrics, self._cors)
-        # With several workers and the memory store, each worker would count a nonce on its own.
-        self._nonces_unshared = config.workers > 1 and (config.store is None or config.store == "memory")
+        self._live = LiveStreams(self.metrics) if config.revoke_live else None
+        self._relay = Relay(self._upstream_pool, self.metrics, self._live)
+        self._background: set[asyncio.Task[Any]] = set()
 
-    def _secrets(self, key_id: str) -> tuple[str, ...] | None:
-        key = self.config.keys.get(key_id)
-        return key.secrets if key else None
+    @property
+    def config(self) -> GatewayConfig:
+        """The configuration new requests are served with."""
+        return self._settings.config
+
+    def reconfigure(self, config: GatewayConfig) -> list[str]:
+        """Serve ``config`` from the next request on; requests in flight finish on the one they
+        started with. The settings of :data:`RESTART_ONLY` keep their running values: returns the
+        names of those ``config`` would have changed."""
+        old = self._settings.config
+        kept = [name for name in RESTART_ONLY if getattr(config, name) != getattr(old, name)]
+        if kept:
+            config = replace(config, **{name: getattr(old, name) for name in kept})
+        settings = Settings(config, self._clock)
+        self._buffers.limit = config.max_buffered
+        grew = settings.lifetime > self._settings.lifetime
+        self._settings = settings
+        if grew and self._store is not None:
+            self._spawn(self._announce_lifetime())
+        return kept
+
+    async def revoke(self, kind: str, subject: str) -> tuple[Revocation, int]:
+        """Revoke, in this gateway's store, every URL of ``subject`` (a ``kind`` of key, tenant,
+        user or nonce, exactly as signed) dated until now; with ``revoke_live``, end this
+        process's streams it covers at once (other processes sharing the store end theirs within
+        a second). Returns the revocation and the number of streams ended here.
+
+        Raises RevocationError for a subject no URL could carry, and StoreUnavailable when the
+        store fails, or is this worker's memory while other workers serve too."""
+        subject = check_subject(kind, subject)
+        store = self.store
+        if store.local_revocations is not None and self.config.workers > 1:
+            raise StoreUnavailable(
+                "with several workers, a revocation needs one store shared by every worker: start the gateway with "
+                "--store redis://... (or one worker)"
+            )
+        now = self._clock()
+        try:
+            revocation = await store.revoke(kind, subject, int(now), self._settings.lifetime, now)
+        except StoreError:
+            self.metrics.store_errors += 1
+            raise StoreUnavailable("the gateway's store is unavailable; retry shortly", retry_after=1) from None
+        ended = 0
+        if self._live is not None:
+            if store.local_revocations is None:  # a stream registering after this sees it too
+                self._live.recent.add(kind, subject, revocation.at, revocation.expires_at, now)
+            ended = self._live.end([revocation])
+        logger.info("revoked the %s %r: URLs dated until %d are refused; %d live stream(s) ended",
+                    kind, subject, revocation.at, ended)  # fmt: skip
+        return revocation, ended
 
     @property
     def store(self) -> Store:
@@ -127,14 +224,52 @@ class Gateway:
                             "does; restrict it with --allow-upstream or allow_upstreams",
                             key.id,
                         )
+                await self.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
+    async def revocations(self) -> list[Revocation]:
+        """The revocations in force in this gateway's store."""
+        try:
+            return await self.store.revocations(self._clock(), self._settings.lifetime)
+        except StoreError:
+            self.metrics.store_errors += 1
+            raise StoreUnavailable("the gateway's store is unavailable; retry shortly", retry_after=1) from None
+
+    async def start(self) -> None:
+        """What a serving gateway does once, at start-up (the ASGI lifespan calls it): tell
+        revokers sharing the store how long its URLs live, and, with ``revoke_live`` and a shared
+        store, watch it for revocations made elsewhere."""
+        if self.store.local_revocations is None:
+            await self._announce_lifetime()
+            if self._live is not None:
+                live = self._live
+                self._spawn(live.watch(lambda: self.store, lambda: self._settings.lifetime, self._clock))
+
+    async def _announce_lifetime(self) -> None:
+        try:
+            await self.store.announce_lifetime(self._settings.lifetime)
+        except StoreError as exc:
+            logger.warning(
+                "could not tell the store how long URLs live (%s): revocations made with signgate revoke may "
+                "expire before URLs this gateway accepts",
+                exc,
+            )
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     async def aclose(self) -> None:
         """Close pooled upstream connections, the store and the usage webhook; flush the access log."""
+        for task in list(self._background):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await self._accounts.aclose()
         if self._pool is not None:
             await self._pool.close()
@@ -171,46 +306,49 @@ class Gateway:
     async def _prepare(self, scope: Scope, receive: Receive, send: Send, ex: Exchange) -> Forward | None:
         """Every step before the relay. Returns what the relay needs, or None when the request has
         been answered here (a local route or a CORS preflight); raises a Refusal."""
+        settings = self._settings  # this request's, whatever a reload does meanwhile
+        config = settings.config
         head = read_head(scope)
         ex.origin = head.origin
-        head.check(self.config.max_header_bytes)
+        head.check(config.max_header_bytes)
         if "X-Sw-" not in head.query:
             await self._local_route(head, send, ex)
             return None
         params = parse_query(head.query)
-        ex.key = key = self.config.keys.get(params.key_id)
+        ex.key = key = config.keys.get(params.key_id)
         if head.is_preflight:
             await self._preflight(head, key, send, ex)
             return None
         if key is None:
             raise UnknownKey("the key id in X-Sw-Credential is not known to this gateway")
         self._check_capacity()
-        self._check_lifetime(params, key)
+        self._check_lifetime(params, key, config)
         head.check_signed_headers_once(params)
-        target = self._targets.check(key, params.proxy)
+        target = settings.targets.check(key, params.proxy)
         ex.upstream_host = target.host
+        verifier = settings.verifier
         # Whatever needs no body is checked before any body is read: a client without a valid URL
         # for this key and upstream never makes the gateway hold its bytes.
-        verified = None if params.body_bound else self._verify(params, head, None)
+        verified = None if params.body_bound else self._verify(verifier, params, head, None)
         body = await read_body(
             receive,
             head,
             params.body_bound,
             self._buffers,
-            max_body=self.config.max_body,
-            timeout=self.config.client_timeout,
+            max_body=config.max_body,
+            timeout=config.client_timeout,
         )
         ex.bytes_in = len(body.data)
         try:
             if verified is None:
-                verified = self._verify(params, head, body.data)
+                verified = self._verify(verifier, params, head, body.data)
             ext = Extensions.from_verified(verified)
-            if ext.nonce is not None and self._nonces_unshared:
+            if ext.nonce is not None and settings.nonces_unshared:
                 raise StoreUnavailable(
                     "single-use URLs need one store shared by every worker; start the gateway with "
                     "--store redis://... (or one worker)"
                 )
-            wants_usage = key.id in self._accounts.usage_keys
+            wants_usage = key.id in settings.usage_keys
             controlled = ext.policy is not None or wants_usage
             tap = (
                 read_json(body, head.headers, ext, wants_usage, head.method, target.path)
@@ -220,7 +358,9 @@ class Gateway:
         except BaseException:
             body.release()
             raise
-        return Forward(key, target, body, verified.bound_headers, ext, limit_scopes(key, ext), tap)
+        attribution = Attribution(key.id, ext.tenant, ext.user, ext.nonce_value, verified.signed_at)
+        scopes = limit_scopes(key, ext)
+        return Forward(key, target, body, verified.bound_headers, ext, scopes, tap, attribution, settings.cors)
 
     async def _forward(self, scope: Scope, receive: Receive, send: Send, ex: Exchange, fw: Forward) -> None:
         """Admit, relay, release, account."""
@@ -230,7 +370,7 @@ class Gateway:
         self._check_capacity()
         self.metrics.in_flight += 1
         try:
-            admission = await self._admitter.admit(fw.ext.nonce, fw.scopes)
+            admission = await self._admitter.admit(fw.ext.nonce, fw.scopes, fw.attribution)
             try:
                 await self._relay(scope, receive, send, ex, fw)
             finally:
@@ -245,13 +385,15 @@ class Gateway:
         if self.metrics.in_flight >= self.config.max_streams:
             raise AtCapacity("the gateway is at its stream limit; retry shortly")
 
-    def _check_lifetime(self, params: SignedParams, key: KeyConfig) -> None:
-        limit = key.max_expires or self.config.max_expires
+    @staticmethod
+    def _check_lifetime(params: SignedParams, key: KeyConfig, config: GatewayConfig) -> None:
+        limit = key.max_expires or config.max_expires
         if params.expires > limit:
             raise ExpiryTooLong(f"X-Sw-Expires is {params.expires} s but this gateway accepts at most {limit} s")
 
-    def _verify(self, params: SignedParams, head: Head, body: bytes | None) -> VerifiedRequest:
-        return self._verifier.verify(params, head.method, head.headers, body, path=head.path)
+    @staticmethod
+    def _verify(verifier: Verifier, params: SignedParams, head: Head, body: bytes | None) -> VerifiedRequest:
+        return verifier.verify(params, head.method, head.headers, body, path=head.path)
 
     # -- answers the gateway gives itself -----------------------------------------------------------
 
@@ -271,7 +413,8 @@ class Gateway:
 
     async def _preflight(self, head: Head, key: KeyConfig | None, send: Send, ex: Exchange) -> None:
         requested = head.headers.get("access-control-request-headers", "")
-        headers = self._cors.preflight(ex.origin, key, head.headers["access-control-request-method"], requested)
+        cors = self._settings.cors
+        headers = cors.preflight(ex.origin, key, head.headers["access-control-request-method"], requested)
         headers.append((b"x-request-id", ex.request_id.encode()))
         ex.status, ex.code = 204, "preflight"
         await send({"type": "http.response.start", "status": 204, "headers": headers})
@@ -297,7 +440,7 @@ class Gateway:
             (b"cache-control", b"no-store"),
             (b"x-request-id", ex.request_id.encode()),
             *(extra or []),
-            *self._cors.headers(ex.origin, ex.key),
+            *self._settings.cors.headers(ex.origin, ex.key),
         ]
         ex.bytes_out = len(body)
         await send({"type": "http.response.start", "status": status, "headers": headers})

@@ -34,6 +34,8 @@ COALESCE = "signgate.coalesce"
 class HangUp:
     """Cancels the task relaying a request the moment its client hangs up, so the upstream call
     is dropped and the model stops generating; unless the answer is already being finished.
+    :meth:`end` cancels it the same way on the gateway's behalf (a revoked stream), with the
+    refusal to tell the client.
 
     ::
 
@@ -49,7 +51,7 @@ class HangUp:
             hang_up.stop()
     """
 
-    __slots__ = ("_task", "_watch", "_watcher", "finishing", "gone")
+    __slots__ = ("_task", "_watch", "_watcher", "ended", "finishing", "gone")
 
     def __init__(self, scope: Scope, receive: Receive) -> None:
         task = asyncio.current_task()
@@ -57,6 +59,7 @@ class HangUp:
         self._task = task
         self.gone = False
         self.finishing = False  # set while the answer's last bytes are sent: no cancelling then
+        self.ended: Exception | None = None  # why the gateway ended the relay (see end())
         self._watch: Callable[[Callable[[], None] | None], bool] | None = (scope.get("extensions") or {}).get(
             CLIENT_LOST
         )
@@ -80,14 +83,25 @@ class HangUp:
             self._watcher.cancel()
 
     def absorb(self) -> bool:
-        """After a CancelledError: True (and the cancellation undone) if it was the hang-up's."""
-        if not self.gone:
+        """After a CancelledError: True (and the cancellation undone) if it was the hang-up's or
+        :meth:`end`'s (then ``ended`` says why)."""
+        if not self.gone and self.ended is None:
             return False
         self._task.uncancel()
         return True
 
+    def end(self, reason: Exception) -> bool:
+        """Stop the relay on the gateway's behalf, as a hang-up would; ``reason`` is kept in
+        ``ended`` for the relay to tell the client. False (nothing done) if the answer is being
+        finished, or the relay is already stopping."""
+        if self.finishing or self.gone or self.ended is not None:
+            return False
+        self.ended = reason
+        self._task.cancel()
+        return True
+
     def _lost(self) -> None:
-        if not self.finishing:
+        if not self.finishing and self.ended is None:
             self.gone = True
             self._task.cancel()
 

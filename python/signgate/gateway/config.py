@@ -1,7 +1,13 @@
 """Gateway configuration: keys, their secrets, the headers they add and where they may go.
 
-Configuration is validated once, at start-up; a mistake stops the gateway with a
-:class:`ConfigError` naming the file, the key and the field.
+Configuration is validated when it is read, at start-up and at every reload (``SIGHUP``); a
+mistake stops the start with a :class:`ConfigError` naming the file, the key and the field, and a
+reload that meets one keeps the configuration already running.
+
+Secrets and header values come from the file itself, from the environment (``secret_env``,
+``${VAR}``: the gateway's environment never changes while it runs) or from files
+(``secret_file``, ``${file:/path}``: read again at every reload, so a secret rotated on disk
+takes effect with a ``SIGHUP``).
 """
 
 from __future__ import annotations
@@ -14,9 +20,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .. import scheme
+from .. import scheme, storeurl
 from ..errors import ConfigError
-from . import storeurl
 from .store import Limits
 from .upstream.models import Target
 from .usage import UsageRecord
@@ -24,7 +29,7 @@ from .usage import UsageRecord
 __all__ = ["ConfigError", "GatewayConfig", "KeyConfig", "UpstreamPrefix", "load_toml"]
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_VAR = re.compile(r"\$\{(?:([A-Za-z_][A-Za-z0-9_]*)|file:([^}]+))\}")
 _SIZE = re.compile(r"(\d+)\s*(|b|k|kb|kib|m|mb|mib)", re.I)
 _UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 2**20, "mb": 2**20, "mib": 2**20}
 
@@ -116,9 +121,24 @@ class GatewayConfig:
     usage_webhook: str | None = None
     usage_hook: Callable[[UsageRecord], Any] | None = None
     workers: int = 1
+    #: With ``admin_port``, ``signgate serve`` answers admin requests (revoke, reload) there, on
+    #: ``admin_host``, to callers with ``admin_token`` (never on the public port).
+    admin_host: str = "127.0.0.1"
+    admin_port: int | None = None
+    admin_token: str | None = None
+    #: End live streams a revocation covers, instead of letting the ones already admitted finish.
+    revoke_live: bool = False
 
     def __repr__(self) -> str:
         return f"GatewayConfig(keys={sorted(self.keys)}, max_streams={self.max_streams})"
+
+    @property
+    def longest_lifetime(self) -> int:
+        """How long after its ``X-Sw-Date`` a URL this gateway accepts can still be valid: the
+        longest ``X-Sw-Expires`` any key accepts, the clock skew, and a second of rounding. A
+        revocation is kept this long."""
+        longest = max([self.max_expires, *(key.max_expires or self.max_expires for key in self.keys.values())])
+        return longest + self.skew + 1
 
     def with_key(self, key: KeyConfig) -> GatewayConfig:
         if key.id in self.keys:
@@ -127,16 +147,35 @@ class GatewayConfig:
 
 
 def expand_env(template: str, where: str) -> str:
-    """Replace ``${VAR}`` with the environment's value; a missing variable is a ConfigError."""
+    """Replace ``${VAR}`` with the environment's value and ``${file:PATH}`` with the file's
+    content (without its final line end); a missing variable or an unreadable or empty file is a
+    ConfigError naming it (never a value)."""
 
     def value(match: re.Match[str]) -> str:
-        name = match.group(1)
+        name, path = match.group(1), match.group(2)
+        if path is not None:
+            return read_secret_file(path, where)
         got = os.environ.get(name)
         if not got:
             raise ConfigError(f"{where}: the environment variable {name} is not set or empty")
         return got
 
     return _VAR.sub(value, template)
+
+
+def read_secret_file(path: str, where: str) -> str:
+    """The secret a file holds: its text without the final line end. Raises ConfigError naming
+    the file when it cannot be read or is empty; never shows what it holds."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read the secret file {path!r}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{where}: the secret file {path!r} is not UTF-8 text") from None
+    text = text.removesuffix("\n").removesuffix("\r")
+    if not text:
+        raise ConfigError(f"{where}: the secret file {path!r} is empty")
+    return text
 
 
 def check_header(name: str, value: str, where: str) -> tuple[str, str]:
@@ -200,7 +239,16 @@ _GATEWAY_FIELDS: dict[str, Callable[[Any, str], Any]] = {
     "shutdown_timeout": lambda v, w: _positive(v, w),
 }
 _GATEWAY_OTHER = ("cors_origins", "allow_private_upstreams", "store", "store_fail_open", "usage_webhook")
-_KEY_FIELDS = {"secrets", "secret_env", "headers", "allow_upstreams", "cors_origins", "max_expires", "limits"}
+_KEY_FIELDS = {
+    "secrets",
+    "secret_env",
+    "secret_file",
+    "headers",
+    "allow_upstreams",
+    "cors_origins",
+    "max_expires",
+    "limits",
+}
 _LIMIT_SCOPES = ("key", "tenant", "user")
 
 
@@ -322,9 +370,16 @@ def key_from_table(
         raise ConfigError(f"{where}: unknown field(s) {sorted(unknown)}; known: {sorted(_KEY_FIELDS)}")
     secrets = _str_list(table.get("secrets", []), label["secrets"])
     for var in _str_list(table.get("secret_env", []), label["secret_env"]):
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", var):
+            raise ConfigError(f"{label['secret_env']}: {var[:40]!r} is not an environment variable name")
         secrets.append(expand_env("${" + var + "}", label["secret_env"]))
+    for path in _str_list(table.get("secret_file", []), label["secret_file"]):
+        secrets.append(read_secret_file(path, label["secret_file"]))
     if not secrets or not all(secrets):
-        raise ConfigError(f'{where}: needs at least one non-empty secret (secrets = [...] or secret_env = ["VAR"])')
+        raise ConfigError(
+            f"{where}: needs at least one non-empty secret "
+            '(secrets = [...], secret_env = ["VAR"] or secret_file = ["/path"])'
+        )
     headers_table = table.get("headers", {})
     if not isinstance(headers_table, dict):
         raise ConfigError(f'{label["headers"]}: must be a table of name = "value"')

@@ -63,6 +63,8 @@ class Metrics:
         self.store_errors = 0
         self.webhook_failed = 0
         self.webhook_dropped = 0
+        self.reloads: Counter[str] = Counter()  # "ok" or "failed"
+        self.streams_revoked = 0
         # (key, estimated) -> [prompt, completion]. No tenant or user ids: metrics are readable by
         # whoever can scrape them, and ids would make a series per user (per-user usage goes to
         # the usage hook or webhook instead).
@@ -117,6 +119,13 @@ class Metrics:
             "# HELP signgate_usage_webhook_dropped_total Usage records dropped because the queue was full.",
             "# TYPE signgate_usage_webhook_dropped_total counter",
             f"signgate_usage_webhook_dropped_total{{{worker}}} {self.webhook_dropped}",
+            "# HELP signgate_config_reloads_total Configuration reloads, by outcome (failed: the old one stayed).",
+            "# TYPE signgate_config_reloads_total counter",
+            f'signgate_config_reloads_total{{{worker},outcome="ok"}} {self.reloads["ok"]}',
+            f'signgate_config_reloads_total{{{worker},outcome="failed"}} {self.reloads["failed"]}',
+            "# HELP signgate_streams_revoked_total Live streams ended because a revocation covered them.",
+            "# TYPE signgate_streams_revoked_total counter",
+            f"signgate_streams_revoked_total{{{worker}}} {self.streams_revoked}",
         ]
         lines += self.upstream_duration.render(worker)
         lines += self.upstream_ttfb.render(worker)

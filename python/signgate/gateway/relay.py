@@ -2,6 +2,8 @@
 
 The upstream call is dropped the moment the client hangs up (so the model stops generating), and
 an upstream that breaks off mid-answer breaks the client's stream too, never ending it cleanly.
+With live streams watched (``--revoke-live``), a revocation ends a stream the same way, after an
+SSE event that names the refusal (see :mod:`.live`).
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from ..errors import UpstreamError, UpstreamTimeout, UpstreamUnreachable
+from ..errors import Refusal, Revoked, UpstreamError, UpstreamTimeout, UpstreamUnreachable
+from ..revocation import Attribution
 from .admission import Extensions
 from .asgi import HangUp, Receive, Scope, Send, break_off, coalesce
 from .body import Body
@@ -19,6 +22,7 @@ from .config import KeyConfig
 from .cors import Cors
 from .exchange import Exchange
 from .headers import RELAYED, downstream, first, relayable, upstream_headers
+from .live import LiveStreams, ended_event
 from .metrics import Metrics
 from .refusals import refusal_for
 from .store import Scope as LimitScope
@@ -38,15 +42,17 @@ class Forward:
     ext: Extensions
     scopes: list[LimitScope]
     tap: UsageTap | None
+    attribution: Attribution
+    cors: Cors  # of the configuration the request started with
 
 
 class Relay:
-    __slots__ = ("_cors", "_metrics", "_pool")
+    __slots__ = ("_live", "_metrics", "_pool")
 
-    def __init__(self, pool: Callable[[], Pool], metrics: Metrics, cors: Cors) -> None:
+    def __init__(self, pool: Callable[[], Pool], metrics: Metrics, live: LiveStreams | None = None) -> None:
         self._pool = pool
         self._metrics = metrics
-        self._cors = cors
+        self._live = live  # with --revoke-live: where streams register, so a revocation can end them
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send, ex: Exchange, fw: Forward) -> None:
         """Relay ``fw`` to its target and the answer to ``send``; raises a Refusal only before the
@@ -55,6 +61,10 @@ class Relay:
         if hang_up.start():  # gone while the request was verified or admitted: nothing is sent
             ex.status, ex.code = 499, "client_disconnected"
             return
+        live = self._live
+        if live is not None and (covered := live.add(hang_up, fw.attribution)) is not None:
+            hang_up.stop()
+            raise Revoked(covered.kind)
         response: Response | None = None
         try:
             sent_at = time.perf_counter()
@@ -63,11 +73,29 @@ class Relay:
         except asyncio.CancelledError:
             if not hang_up.absorb():
                 raise
-            ex.status, ex.code = 499, "client_disconnected"
+            if hang_up.ended is None:
+                ex.status, ex.code = 499, "client_disconnected"
+            else:
+                await self._ended(scope, send, ex, fw, response, hang_up.ended)
         finally:
             hang_up.stop()
+            if live is not None:
+                live.discard(hang_up)
             if response is not None:
                 response.close()  # to the pool after a complete body; mid-stream it drops the connection
+
+    async def _ended(
+        self, scope: Scope, send: Send, ex: Exchange, fw: Forward, response: Response | None, reason: Exception
+    ) -> None:
+        """The gateway ended the relay (a revocation): before the answer began, the refusal is the
+        answer; during an event stream, an event names it; then the response is broken off."""
+        assert isinstance(reason, Refusal)
+        if ex.status == 0:
+            raise reason
+        ex.code = reason.code
+        if response is not None and "text/event-stream" in first(response.headers, b"content-type").lower():
+            await send({"type": "http.response.body", "body": ended_event(reason, ex.request_id), "more_body": True})
+        break_off(scope)
 
     async def _send(self, ex: Exchange, fw: Forward, headers: list[tuple[str, str]]) -> Response:
         ex.forwarded = True
@@ -102,7 +130,7 @@ class Relay:
             headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
         headers += RELAYED
         headers.append((b"x-request-id", ex.request_id.encode()))
-        headers += self._cors.headers(ex.origin, fw.key)
+        headers += fw.cors.headers(ex.origin, fw.key)
         if response.ready:  # the first body bytes are here: the head goes out with them
             coalesce(scope)
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
