@@ -1,4 +1,4 @@
-"""The ``signgate`` command: ``sign``, ``serve`` and ``standin``, each in the same shape.
+"""The ``signgate`` command: ``sign``, ``serve``, ``revoke`` and ``standin``, each in the same shape.
 
 A sub-command is a module of this package with ``SUMMARY``, ``DESCRIPTION``, ``EXTRA`` (the extra
 it needs, or None), ``add_arguments(parser)`` and ``run(args) -> exit status``; nothing heavier is
@@ -27,10 +27,16 @@ examples:
   signgate serve --id app --secret-env SIGNGATE_SECRET \\
       --header-env 'Authorization=Bearer ${OPENAI_API_KEY}' \\
       --allow-upstream https://api.openai.com/v1/
+  signgate revoke --user user-42 --store redis://127.0.0.1:6379/0
 """
 
 #: Sub-command name -> its module.
-COMMANDS = {"sign": "signgate.cli.sign", "serve": "signgate.cli.serve", "standin": "signgate.cli.standin"}
+COMMANDS = {
+    "sign": "signgate.cli.sign",
+    "serve": "signgate.cli.serve",
+    "revoke": "signgate.cli.revoke",
+    "standin": "signgate.cli.standin",
+}
 
 
 def _module(name: str) -> ModuleType:

@@ -9,6 +9,7 @@ the flags parse (and ``--help`` shows) without the gateway extra.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import _extras
 from ..errors import CommandError, ConfigError
-from .common import parse_header
+from .common import parse_header, secret_from_env
 
 if TYPE_CHECKING:
     from ..gateway.config import GatewayConfig, KeyConfig
@@ -38,8 +39,12 @@ examples:
       --header-env 'Authorization=Bearer ${OPENAI_API_KEY}' \\
       --allow-upstream https://api.openai.com/v1/ --cors-origin https://app.example.com
 
-  # many keys, rotation, limits: a TOML file (see docs/operations.md)
+  # many keys, rotation, limits: a TOML file (see docs/operations.md); kill -HUP reloads it
   signgate serve --config gateway.toml
+
+  # revocation and reload over HTTP, on a private port (see signgate revoke --help)
+  export SIGNGATE_ADMIN_TOKEN=$(openssl rand -hex 32)
+  signgate serve --config gateway.toml --admin-port 3001 --admin-token-env SIGNGATE_ADMIN_TOKEN
 """
 
 
@@ -86,7 +91,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="a limit for the key (SCOPE key), each tenant or each user: e.g. user.requests_per_minute=10, "
         "tenant.concurrent_streams=20, key.tokens_per_day=1000000 (repeatable)",
     )
-    p.add_argument("--config", metavar="FILE", help="TOML file with [gateway] settings and [keys.<id>] tables")
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="TOML file with [gateway] settings and [keys.<id>] tables; SIGHUP reloads it (and the flags on top)",
+    )
     srv = p.add_argument_group("server")
     srv.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     srv.add_argument("--port", type=int, default=3000, help="port to listen on (default: 3000)")
@@ -116,6 +125,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="when the store is unreachable, serve without limits instead of refusing with 503",
     )
     state.add_argument("--usage-webhook", metavar="URL", help="POST one JSON usage record per request to this URL")
+    admin = p.add_argument_group("revocation and the admin endpoint")
+    admin.add_argument(
+        "--revoke-live",
+        action="store_true",
+        help="end the live streams a revocation covers (with an SSE error event), instead of letting them finish",
+    )
+    admin.add_argument(
+        "--admin-port",
+        type=int,
+        metavar="PORT",
+        help="serve the admin endpoint (POST /revoke, GET /revocations, POST /reload) on this port, never the "
+        "public one (default: off)",
+    )
+    admin.add_argument("--admin-host", default="127.0.0.1", help="address of the admin endpoint (default: 127.0.0.1)")
+    admin.add_argument(
+        "--admin-token-env",
+        metavar="VAR",
+        help="variable holding the admin endpoint's bearer token (at least 16 characters)",
+    )
     lim = p.add_argument_group("limits")
     lim.add_argument("--max-body", metavar="SIZE", help="largest request body (default: 1MiB)")
     lim.add_argument("--max-header-bytes", metavar="SIZE", help="largest request header block (default: 16KiB)")
@@ -175,7 +203,16 @@ def run(args: argparse.Namespace) -> int:
             )
     from ..gateway.serve import serve
 
-    serve(config, host=args.host, port=args.port, log_level=args.log_level, access_log=not args.no_access_log)
+    # SIGHUP builds the configuration again, from the file and the flags, as at start-up.
+    reload = functools.partial(config_from_args, args) if args.config else None
+    serve(
+        config,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        access_log=not args.no_access_log,
+        reload=reload,
+    )
     return 0
 
 
@@ -232,6 +269,9 @@ def _config(args: argparse.Namespace) -> GatewayConfig:
     if args.workers < 1:
         raise CommandError(f"--workers must be at least 1, got {args.workers}")
     changes["workers"] = args.workers
+    if args.revoke_live:
+        changes["revoke_live"] = True
+    changes.update(_admin(args))
     config = replace(config, **changes)
 
     key = _key_from_flags(args)
@@ -250,6 +290,28 @@ def _config(args: argparse.Namespace) -> GatewayConfig:
             "memory: give --store redis://host:port/db (shared by every worker), or run one worker"
         )
     return config
+
+
+def _admin(args: argparse.Namespace) -> dict[str, Any]:
+    """The admin endpoint's settings, checked; none without --admin-port."""
+    if args.admin_port is None:
+        if args.admin_token_env:
+            raise CommandError("--admin-token-env needs --admin-port PORT: the admin endpoint is off without it")
+        return {}
+    if not 0 < args.admin_port < 65536:
+        raise CommandError(f"--admin-port must be between 1 and 65535, got {args.admin_port}")
+    if args.admin_port == args.port:
+        raise CommandError(f"--admin-port must differ from --port ({args.port}): the admin endpoint is private")
+    if not args.admin_token_env:
+        raise CommandError("--admin-port needs --admin-token-env VAR: the variable holding the admin token")
+    from ..gateway.admin import check_token
+
+    token = secret_from_env(args.admin_token_env, "--admin-token-env")
+    try:
+        check_token(token, f"--admin-token-env {args.admin_token_env}")
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    return {"admin_port": args.admin_port, "admin_host": args.admin_host, "admin_token": token}
 
 
 def _key_from_flags(args: argparse.Namespace) -> KeyConfig | None:

@@ -349,10 +349,13 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 def protocol_class(config: GatewayConfig) -> type[GatewayHttpProtocol]:
     """The protocol class for ``config``'s limits, to give uvicorn as ``http``. A subclass of its
     own, so two configurations in one process (tests, an embedding application) never share it."""
-    attributes: dict[str, Any] = {
-        "__slots__": (),
-        "header_timeout": config.header_timeout,
-        "max_head_bytes": config.max_header_bytes + HEAD_ALLOWANCE,
-        "write_timeout": config.client_timeout,
-    }
-    return type("ConfiguredGatewayHttpProtocol", (GatewayHttpProtocol,), attributes)
+    cls = type("ConfiguredGatewayHttpProtocol", (GatewayHttpProtocol,), {"__slots__": ()})
+    configure_protocol(cls, config)
+    return cls
+
+
+def configure_protocol(cls: type[GatewayHttpProtocol], config: GatewayConfig) -> None:
+    """Set ``cls``'s limits to ``config``'s (at a reload: connections read them as they go)."""
+    cls.header_timeout = config.header_timeout
+    cls.max_head_bytes = config.max_header_bytes + HEAD_ALLOWANCE
+    cls.write_timeout = config.client_timeout
