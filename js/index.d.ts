@@ -186,7 +186,46 @@ export class SignEndpointError extends SigngateError {
 }
 
 /**
+The codes the gateway answers with (docs/protocol.md says when), and `network_error` when it could not be reached. Any other string may come from a newer gateway.
+*/
+export type GatewayErrorCode =
+	| 'malformed'
+	| 'unsupported_algorithm'
+	| 'expiry_too_long'
+	| 'unknown_key'
+	| 'expired'
+	| 'not_yet_valid'
+	| 'bad_signature'
+	| 'missing_header'
+	| 'body_mismatch'
+	| 'revoked'
+	| 'invalid_json'
+	| 'upgrade_not_supported'
+	| 'policy_violation'
+	| 'upstream_not_allowed'
+	| 'origin_not_allowed'
+	| 'not_found'
+	| 'client_timeout'
+	| 'replayed'
+	| 'length_required'
+	| 'body_too_large'
+	| 'unsupported_encoding'
+	| 'requests_per_minute_exceeded'
+	| 'concurrent_streams_exceeded'
+	| 'tokens_per_day_exceeded'
+	| 'headers_too_large'
+	| 'internal_error'
+	| 'upstream_unreachable'
+	| 'at_capacity'
+	| 'store_unavailable'
+	| 'upstream_timeout'
+	| 'network_error'
+	| (string & Record<never, never>);
+
+/**
 The gateway refused the request (it answered with an `x-signgate-error` header), or could not be reached (`code` `network_error`, `status` 0). An `expired` refusal has already been retried once with a fresh signature.
+
+A URL the backend revoked is refused with `revoked` (status 401; `error.scope` says whether its `user`, `tenant`, `key` or `nonce` was revoked). A gateway started with `--revoke-live` also ends a stream in flight that way: the answer stops with a `GatewayError` `revoked` instead of its end.
 
 Over one of the gateway's limits the status is 429 and the code names the limit: `requests_per_minute_exceeded`, `concurrent_streams_exceeded` or `tokens_per_day_exceeded`; `error.scope` says whose limit (`key`, `tenant` or `user`) and `retryAfter` when to try again.
 
@@ -204,8 +243,8 @@ try {
 ```
 */
 export class GatewayError extends SigngateError {
-	/** The gateway's code: `expired`, `bad_signature`, `replayed`, `upstream_not_allowed`, `policy_violation`, `requests_per_minute_exceeded`, `at_capacity`, … (docs/protocol.md lists them all), or `network_error`. */
-	readonly code: string;
+	/** The gateway's code: `expired`, `bad_signature`, `replayed`, `revoked`, `upstream_not_allowed`, `policy_violation`, `requests_per_minute_exceeded`, `at_capacity`, … (docs/protocol.md lists them all), or `network_error`. */
+	readonly code: GatewayErrorCode;
 	readonly status: number;
 	/** The gateway's error object, e.g. `{code: 'expired', message: '…', now: 1700000000}`, or `{code: 'requests_per_minute_exceeded', message: '…', scope: 'user', limit: 30}`. */
 	readonly error?: {code: string; message?: string; [key: string]: unknown};

@@ -516,6 +516,7 @@ var createSSEParser = ({ onEvent, onComment, maxBufferSize = 2 ** 20 }) => {
 };
 
 // js/src/answer.js
+var GATEWAY_EVENT = "signgate-error";
 var readAnswer = async (response, { where, provider }, out) => {
   const { status } = response;
   let reason;
@@ -545,11 +546,20 @@ var readAnswer = async (response, { where, provider }, out) => {
   }
   let handle;
   const events = createSSEParser({
-    onEvent({ data }) {
+    onEvent({ data, event }) {
       if (complete) {
         return;
       }
       const value = parseJSON(data);
+      if (event === GATEWAY_EVENT) {
+        const error = typeof value?.error?.code === "string" ? value.error : { code: "stream_broken" };
+        const message = typeof error.message === "string" ? ": " + error.message : "";
+        throw new GatewayError(`${where}: the gateway ended the stream: ${error.code}${message}`, {
+          code: error.code,
+          status: Number.isInteger(value?.status) ? value.status : status,
+          error
+        });
+      }
       if (value?.error) {
         fail(value.error);
       }

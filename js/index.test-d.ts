@@ -8,6 +8,7 @@ import {
 	createJSONParser,
 	createSSEParser,
 	GatewayError,
+	type GatewayErrorCode,
 	JSONParseError,
 	OutputParseError,
 	type PartialJSON,
@@ -47,6 +48,10 @@ expectType<Equal<PartialJSON<string[]>, string[]>>();
 
 const response = await signedFetch(new URL('https://app.example/api/sign'), undefined);
 expectType<Equal<typeof response, Response>>();
+const revoked: GatewayErrorCode = 'revoked';
+const newer: GatewayErrorCode = 'a_code_of_a_newer_gateway';
+// @ts-expect-error: a code is a string
+const notACode: GatewayErrorCode = 401;
 // @ts-expect-error: the sign endpoint is a URL
 await signedFetch(42, {});
 // @ts-expect-error: credentials takes RequestCredentials
@@ -87,7 +92,7 @@ if (error instanceof SignEndpointError) {
 }
 
 if (error instanceof GatewayError) {
-	expectType<Equal<typeof error.code, string>>();
+	expectType<Equal<typeof error.code, GatewayErrorCode>>();
 	expectType<Equal<typeof error.status, number>>();
 	expectType<Equal<typeof error.retryAfter, number | undefined>>();
 }

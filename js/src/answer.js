@@ -10,16 +10,24 @@
 // and reports to the sink: text(delta) the model's text, call(delta) the first tool call's
 // arguments ('' when the call opens), end(reason) the API's stop reason, done() the stream's
 // last event, fail(error) an error object the API sent.
-import {StreamError, UpstreamError} from './errors.js';
+//
+// The gateway itself may end a stream it is relaying (its URL was revoked): it sends an event
+// named `signgate-error` whose data is its error, {"error": {code, message, ...}, "status"}, then
+// breaks the connection off. That event is read before any API's, as a GatewayError.
+import {GatewayError, StreamError, UpstreamError} from './errors.js';
 import {parseJSON} from './json.js';
 import {providers} from './providers/index.js';
 import {createSSEParser, SSEParseError} from './sse.js';
 
+/** The event name the gateway ends a stream with. */
+export const GATEWAY_EVENT = 'signgate-error';
+
 /**
 Reads the answer; resolves with the API's stop reason (e.g. `length` when the answer was cut), if
 it sent one. `out.text(delta)` gets the model's text as it arrives; `provider`, if given, is the
-API the answer is read as. Throws UpstreamError when the API reports an error, StreamError when
-the stream breaks or ends before the answer is complete.
+API the answer is read as. Throws UpstreamError when the API reports an error, GatewayError when
+the gateway ends the stream (`revoked`), StreamError when the stream breaks or ends before the
+answer is complete.
 */
 export const readAnswer = async (response, {where, provider}, out) => {
 	const {status} = response;
@@ -56,12 +64,22 @@ export const readAnswer = async (response, {where, provider}, out) => {
 
 	let handle;
 	const events = createSSEParser({
-		onEvent({data}) {
+		onEvent({data, event}) {
 			if (complete) {
 				return;
 			}
 
 			const value = parseJSON(data);
+			if (event === GATEWAY_EVENT) {
+				const error = typeof value?.error?.code === 'string' ? value.error : {code: 'stream_broken'};
+				const message = typeof error.message === 'string' ? ': ' + error.message : '';
+				throw new GatewayError(`${where}: the gateway ended the stream: ${error.code}${message}`, {
+					code: error.code,
+					status: Number.isInteger(value?.status) ? value.status : status,
+					error,
+				});
+			}
+
 			// An error object in place of an event is how every API read here reports a late failure.
 			if (value?.error) {
 				fail(value.error);

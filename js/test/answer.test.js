@@ -3,7 +3,7 @@
 // in provider-*.test.js; here, what holds for all of them.
 import assert from 'node:assert/strict';
 import test from 'node:test';
-import {StreamError, UpstreamError} from '../src/errors.js';
+import {GatewayError, StreamError, UpstreamError} from '../src/errors.js';
 import {SSEParseError} from '../src/sse.js';
 import {providers} from '../src/providers/index.js';
 import {JSON_TYPE, read, respond, splits, streams, wholes} from './answers.js';
@@ -151,4 +151,28 @@ test('only strings pass as the model\'s text or a call\'s arguments', async () =
 	].join('');
 	// A call whose arguments are null is a call without arguments, as with '' (chat reads it so).
 	assert.deepEqual(await read(respond([stream])), {reason: 'stop', text: '[1]', call: '', parts: [['call', ''], ['text', '[1]']]});
+});
+
+// What signgate serve --revoke-live sends when it ends a stream (python/signgate/gateway/live.py),
+// after whatever the upstream had sent, even half an event.
+const revokedEvent = '\n\nevent: signgate-error\ndata: {"error": {"code": "revoked", "message": "this signed URL has been revoked (its user); ask the backend for a new one", "request_id": "0123456789abcdef", "scope": "user"}, "status": 401}\n\n';
+
+test('the gateway ending a stream is a GatewayError with its code, however the stream was cut', async () => {
+	const half = `data: ${chatChunk('{"a": 1')}`;
+	for (const before of ['', `data: ${chatChunk('{"a"')}\n\n`, half.slice(0, 30), `${half}\n`, 'event: message\n']) {
+		for (const pieces of splits(before + revokedEvent)) {
+			await assert.rejects(read(respond(pieces, {failure: new TypeError('terminated')})), error => {
+				assert.ok(error instanceof GatewayError, `${error}`);
+				assert.equal(error.code, 'revoked');
+				assert.equal(error.status, 401);
+				assert.equal(error.error.scope, 'user');
+				assert.equal(error.message, 'POST https://gw.example/v1/x: the gateway ended the stream: revoked: this signed URL has been revoked (its user); ask the backend for a new one');
+				return true;
+			}, JSON.stringify(before));
+		}
+	}
+});
+
+test('an event named signgate-error without the gateway\'s shape still ends the stream as a GatewayError', async () => {
+	await assert.rejects(read(respond(['event: signgate-error\ndata: nonsense\n\n'])), {name: 'GatewayError', code: 'stream_broken', status: 200});
 });

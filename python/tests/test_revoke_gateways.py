@@ -339,8 +339,9 @@ def test_revoke_live_ends_a_users_streams_on_every_gateway_sharing_redis(
         assert response.status == 200 and not response.complete  # broken off, never ended cleanly
         text = response.body.decode()
         event = text.rsplit("event: signgate-error\ndata: ", 1)[1].split("\n", 1)[0]
-        error = json.loads(event)["error"]
-        assert (error["code"], error["scope"]) == ("revoked", "user")
+        data = json.loads(event)
+        error = data["error"]
+        assert (error["code"], error["scope"], data["status"]) == ("revoked", "user", 401)
         assert '"i": 39' not in text and ended_after < 8  # long before its 10 s were over
         bystander = await other_stream
         assert bystander.complete and b"[DONE]" in bystander.body

@@ -33,11 +33,13 @@ EVENT = "signgate-error"
 
 
 def ended_event(refusal: Refusal, request_id: str) -> bytes:
-    """The event that tells an event-stream client why the gateway ended its stream, after two
-    line ends: they end whatever line or event the upstream left unfinished (an event left
-    without data is dropped by SSE parsers), so the event always starts on a boundary."""
+    """The event that tells an event-stream client why the gateway ended its stream: its data is
+    the refusal's JSON answer and its HTTP status. Two line ends come first: they end whatever
+    line or event the upstream left unfinished (an event without data is dropped by SSE parsers),
+    so the event always starts on a boundary."""
     error = {"code": refusal.code, "message": refusal.message, "request_id": request_id, **refusal.details}
-    return f"\n\nevent: {EVENT}\ndata: {json.dumps({'error': error})}\n\n".encode()
+    data = json.dumps({"error": error, "status": refusal.status})
+    return f"\n\nevent: {EVENT}\ndata: {data}\n\n".encode()
 
 
 class LiveStreams:
