@@ -194,3 +194,17 @@ def test_the_module_lists_match_pyproject() -> None:
             assert match is not None
             modules |= {m for m in by_dist[match.group(1).lower()] if not m.startswith("_")}
         assert sorted(modules) == sorted(_extras.MODULES[extra]), extra
+
+
+def test_revoke_needs_no_gateway_and_names_the_redis_extra_for_a_store(core_only: dict[str, str]) -> None:
+    helped = python_s(core_only, "-m", "signgate", "revoke", "--help")
+    assert helped.returncode == 0, helped.stderr
+    assert "--store" in helped.stdout and "--admin" in helped.stdout
+    out = python_s(core_only, "-m", "signgate", "revoke", "--user", "u-1", "--store", "redis://127.0.0.1:1/0")
+    assert out.returncode == 2, out
+    assert "--store this needs the redis extra" in out.stderr and "pip install 'signgate[redis]'" in out.stderr
+    assert "Traceback" not in out.stderr
+    api = python_s(core_only, "-c", "import signgate; signgate.Revoker('redis://127.0.0.1:1/0')")
+    assert api.returncode == 1
+    assert "ImportError: signgate.Revoker this needs the redis extra" in api.stderr
+    assert "pip install 'signgate[redis]'" in api.stderr

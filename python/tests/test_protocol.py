@@ -222,3 +222,22 @@ def test_a_held_head_is_sent_before_a_break_off() -> None:
 
     (answer,) = _serve_one(app, b"GET / HTTP/1.1\r\nhost: x\r\n\r\n", nothing)
     assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"\r\n\r\n")  # then the connection closed
+
+
+def test_the_supervisor_internals_serve_py_relies_on_are_there() -> None:
+    """serve.Supervisor replaces uvicorn's SIGHUP handling (which would start new workers and cut
+    the old ones' streams): it relies on the handler's name, the worker list and what a worker
+    exposes, and serve() on binding the public socket and serving given sockets."""
+    import signal
+
+    from uvicorn.supervisors.multiprocess import SIGNALS, Multiprocess, Process
+
+    assert SIGNALS.get(signal.SIGHUP) == "HUP" and callable(getattr(Multiprocess, "handle_hup", None)), (
+        "uvicorn's supervisor no longer dispatches SIGHUP to handle_hup: serve.Supervisor's override is never called"
+    )
+    assert 'getattr(self, f"handle_{sig_name.lower()}"' in inspect.getsource(Multiprocess.handle_signals)
+    assert "self.processes" in inspect.getsource(Multiprocess.__init__)
+    assert isinstance(Process.pid, property)
+    assert "self.process = " in inspect.getsource(Process.__init__)
+    assert callable(getattr(uvicorn.Config, "bind_socket", None))
+    assert "sockets" in inspect.signature(uvicorn.Server.serve).parameters

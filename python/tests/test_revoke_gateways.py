@@ -375,3 +375,28 @@ def test_revoke_live_through_the_admin_endpoint_ends_streams_at_once(tmp_path: P
         asyncio.run(main())
     finally:
         stop([gateway])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--user", "u", "--store", "redis://127.0.0.1:1/0", "--admin", "http://127.0.0.1:1"], "exactly one of"),
+        (["--user", "u"], "exactly one of --store"),
+        (["--store", "redis://127.0.0.1:1/0"], "name exactly one of key, tenant, user, nonce"),
+        (["--user", "u", "--tenant", "t", "--store", "redis://127.0.0.1:1/0"], "name exactly one"),
+        (["--user", "has space", "--store", "redis://127.0.0.1:1/0"], "--user: 'has space' can never match"),
+        (["--user", "u", "--store", "memory"], "admin endpoint"),
+        (["--user", "u", "--store", "redis://:pw-secret@127.0.0.1:1/0"], "ConnectionError"),
+        (["--user", "u", "--admin", "http://127.0.0.1:1"], "SIGNGATE_ADMIN_TOKEN is not set"),
+        (["--list", "--user", "u", "--store", "redis://127.0.0.1:1/0"], "--list takes no subject"),
+    ],
+)
+def test_signgate_revoke_names_what_is_wrong(args: list[str], message: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "SIGNGATE_ADMIN_TOKEN"}
+    out = subprocess.run(
+        [sys.executable, "-m", "signgate", "revoke", *args], capture_output=True, text=True, timeout=60, env=env,
+        check=False,
+    )  # fmt: skip
+    assert out.returncode == 2, out
+    assert message in out.stderr and "Traceback" not in out.stderr
+    assert "pw-secret" not in out.stderr
