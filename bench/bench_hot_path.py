@@ -143,7 +143,7 @@ def main() -> None:
         query = scope["query_string"].decode("latin-1")
         params = parse_query(query)
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        verify = gw._verifier.verify
+        verify = gw._settings.verifier.verify
         for label, stmt in (
             ("parse_query", lambda q=query: parse_query(q)),
             ("Verifier.verify", lambda p=params, h=headers, b=body, m=scope["method"], v=verify: v(p, m, h, b)),
