@@ -153,6 +153,7 @@ class Gateway:
         self._buffers.limit = config.max_buffered
         grew = settings.lifetime > self._settings.lifetime
         self._settings = settings
+        self._warn_open_keys()
         if grew and self._store is not None:
             self._spawn(self._announce_lifetime())
         return kept
@@ -217,19 +218,22 @@ class Gateway:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                for key in self.config.keys.values():
-                    if not key.allow_upstreams:
-                        logger.warning(
-                            "key %r has no allowed upstreams: it may reach any public http(s) upstream, as Signway "
-                            "does; restrict it with --allow-upstream or allow_upstreams",
-                            key.id,
-                        )
+                self._warn_open_keys()
                 await self.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    def _warn_open_keys(self) -> None:
+        for key in self.config.keys.values():
+            if not key.allow_upstreams:
+                logger.warning(
+                    "key %r has no allowed upstreams: it may reach any public http(s) upstream, as Signway "
+                    "does; restrict it with --allow-upstream or allow_upstreams",
+                    key.id,
+                )
 
     async def revocations(self) -> list[Revocation]:
         """The revocations in force in this gateway's store."""

@@ -179,7 +179,7 @@ class _Reloading:
         configure_protocol(self._protocol, config)
         self._gateway.metrics.reloads["ok"] += 1
         keys = sorted(config.keys)
-        logger.info("reloaded the configuration: keys %s", ", ".join(keys))
+        logger.info("reloaded the configuration (process %d): keys %s", os.getpid(), ", ".join(keys))
         if kept:
             logger.warning("reload: %s changed, which takes a restart; the running value(s) stay", ", ".join(kept))
         return {"reloaded": True, "keys": keys, "kept": kept}
