@@ -13,7 +13,10 @@ import redis as redis_py
 from servers import Server, start_redis
 
 from signgate import Revoker
-from signgate.errors import RevocationError, StoreError
+from signgate.errors import RevocationError, Revoked, StoreError
+from signgate.gateway.asgi import HangUp
+from signgate.gateway.live import LiveStreams
+from signgate.gateway.metrics import Metrics
 from signgate.gateway.store import Limits, MemoryStore, Nonce, RedisStore, Scope, Store
 from signgate.revocation import DEFAULT_LIFETIME, Attribution, Revocation, RevocationTable, check_subject
 
@@ -274,3 +277,59 @@ def test_the_revoker_needs_a_shared_store_and_never_shows_its_password() -> None
         unreachable.revoke(user="u", wait=False)
     assert "hunter2" not in str(caught.value) and "***" in str(caught.value)
     assert "ConnectionError" in str(caught.value)
+
+
+# -- live streams -------------------------------------------------------------------------------------
+
+
+def test_live_streams_end_exactly_the_streams_a_revocation_covers() -> None:
+    """Each stream is a task watched by a HangUp, as the relay runs it; a revocation ends the ones
+    it covers (with the refusal to tell the client) and leaves the others running, whatever the
+    number of revocations read at once."""
+
+    async def main() -> None:
+        metrics = Metrics()
+        live = LiveStreams(metrics)
+        never = asyncio.Event()
+
+        async def receive() -> dict[str, str]:
+            await never.wait()
+            return {"type": "http.disconnect"}
+
+        async def relay(attribution: Attribution) -> str:
+            hang_up = HangUp({}, receive)
+            hang_up.start()
+            assert live.add(hang_up, attribution) is None
+            try:
+                await asyncio.sleep(30)
+                return "finished"
+            except asyncio.CancelledError:
+                assert hang_up.absorb() and isinstance(hang_up.ended, Revoked)
+                return f"ended: {hang_up.ended.scope}"
+            finally:
+                hang_up.stop()
+                live.discard(hang_up)
+
+        streams = {
+            "user": asyncio.create_task(relay(attributed(user="u1", signed_at=AT - 5))),
+            "later": asyncio.create_task(relay(attributed(user="u1", signed_at=AT + 1))),
+            "other": asyncio.create_task(relay(attributed(user="u2"))),
+            "tenant": asyncio.create_task(relay(attributed(tenant="t1", user="u3"))),
+        }
+        await asyncio.sleep(0.05)
+        assert len(live) == 4
+        many = [Revocation("user", f"someone-{i}", AT, AT + 60) for i in range(5000)]
+        ended = live.end([*many, Revocation("user", "u1", AT, AT + 60), Revocation("tenant", "t1", AT, AT + 60)])
+        assert ended == 2 and metrics.streams_revoked == 2
+        assert await streams["user"] == "ended: user" and await streams["tenant"] == "ended: tenant"
+        assert not streams["later"].done() and not streams["other"].done()
+        # The store's recent revocations: a stream they cover is refused as it registers.
+        live.recent.add("user", "u2", AT, AT + 60, NOW)
+        late = HangUp({}, receive)
+        assert live.add(late, attributed(user="u2")) == Revocation("user", "u2", AT, AT + 60)
+        for task in (streams["later"], streams["other"]):
+            task.cancel()
+        await asyncio.gather(streams["later"], streams["other"], return_exceptions=True)
+        late.stop()
+
+    asyncio.run(main())

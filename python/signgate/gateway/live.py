@@ -69,13 +69,15 @@ class LiveStreams:
         self._streams.pop(stream, None)
 
     def end(self, revocations: Iterable[Revocation]) -> int:
-        """End every registered stream one of ``revocations`` covers; returns how many."""
-        revocations = list(revocations)
-        if not revocations or not self._streams:
+        """End every registered stream one of ``revocations`` covers; returns how many. One pass
+        over the streams, a dictionary read or four each, however many revocations there are."""
+        table = RevocationTable()
+        table.replace(revocations)
+        if not table or not self._streams:
             return 0
         ended = 0
         for stream, attribution in list(self._streams.items()):
-            hit = next((r for r in revocations if r.covers(attribution)), None)
+            hit = table.covering(attribution)
             if hit is not None and stream.end(Revoked(hit.kind)):
                 del self._streams[stream]
                 ended += 1
@@ -87,6 +89,7 @@ class LiveStreams:
         """Poll the store for revocations made elsewhere and end the streams they cover (until
         cancelled). A store failure is logged once per outage and retried at the next tick."""
         version: int | None = None
+        seen: dict[tuple[str, str], int] = {}  # (kind, id) -> the second last read
         failing = False
         while True:
             await asyncio.sleep(interval)
@@ -96,7 +99,11 @@ class LiveStreams:
                     revocations = await store().revocations(clock(), lifetime())
                     self.recent.replace(revocations)
                     version = current
-                    ended = self.end(revocations)
+                    # Only what is new can cover a stream not ended yet: the streams admitted
+                    # since an older revocation was read were checked against it.
+                    fresh = [r for r in revocations if seen.get((r.kind, r.id), -1) < r.at]
+                    seen = {(r.kind, r.id): r.at for r in revocations}
+                    ended = self.end(fresh)
                     if ended:
                         logger.info("ended %d live stream(s) covered by a revocation", ended)
                 elif self.recent:
