@@ -28,6 +28,8 @@ FAMILIES = {
     "signgate_store_errors": "counter",
     "signgate_usage_webhook_failures": "counter",
     "signgate_usage_webhook_dropped": "counter",
+    "signgate_config_reloads": "counter",
+    "signgate_streams_revoked": "counter",
     "signgate_upstream_duration_seconds": "histogram",
     "signgate_upstream_ttfb_seconds": "histogram",
 }
