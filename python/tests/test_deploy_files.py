@@ -98,6 +98,14 @@ def test_systemd_unit_command_serves_and_stops_in_time(tmp_path: Path) -> None:
         env = dict(line.split("=", 1) for line in env_file.read_text().splitlines())
         server = Server("systemd-unit", argv, port, env={**os.environ, **env}).wait_healthy()
         assert server.proc.poll() is None
+        # ExecReload, with the process's pid for $MAINPID: the configuration is read again.
+        (exec_reload,) = settings["ExecReload"]
+        reload_argv = shlex.split(exec_reload.replace("$MAINPID", str(server.proc.pid)))
+        subprocess.run(reload_argv, check=True, timeout=30)
+        deadline = time.monotonic() + 30
+        while "reloaded the configuration" not in server.output() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "reloaded the configuration" in server.output() and server.proc.poll() is None
         (kill_signal,) = settings["KillSignal"]
         (stop_timeout,) = settings["TimeoutStopSec"]
         started = time.monotonic()
