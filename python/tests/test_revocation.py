@@ -333,3 +333,45 @@ def test_live_streams_end_exactly_the_streams_a_revocation_covers() -> None:
         late.stop()
 
     asyncio.run(main())
+
+
+def test_concurrent_checks_share_reads_and_each_gets_its_own_answer(redis: Server) -> None:
+    """Requests checked while a read is in flight go together in the next one: 300 at once take
+    a handful of MGETs (counted by the real redis-server), and each still gets its own verdict."""
+    client = redis_py.Redis(port=redis.port)
+
+    async def main() -> None:
+        store = RedisStore(f"redis://127.0.0.1:{redis.port}/0", namespace=unique("ns"))
+        try:
+            await store.revoke("user", "u-7", AT, 60, NOW)
+            await store.revoke("tenant", "t-3", AT, 60, NOW)
+            client.config_resetstat()
+            checks = [attributed(user=f"u-{i % 10}", tenant=f"t-{i % 5}", signed_at=AT - (i % 2)) for i in range(300)]
+            got = await asyncio.gather(*(store.revoked(a) for a in checks))
+            expected = ["tenant" if a.tenant == "t-3" else "user" if a.user == "u-7" else None for a in checks]
+            assert got == expected
+            mgets = int(client.info("commandstats").get("cmdstat_mget", {}).get("calls", 0))
+            assert 1 <= mgets <= 30, mgets
+            # Alone, a check goes at once, in a read of its own.
+            assert await store.revoked(attributed(user="u-7", signed_at=AT + 1)) is None
+        finally:
+            await store.close()
+
+    try:
+        asyncio.run(main())
+    finally:
+        client.close()
+
+
+def test_a_failed_shared_read_fails_every_check_in_it_each_with_its_own_error(redis: Server) -> None:
+    async def main() -> None:
+        dead = RedisStore("redis://127.0.0.1:1/0", namespace=unique("ns"), timeout=0.5)
+        try:
+            results = await asyncio.gather(*(dead.revoked(attributed(user=f"u{i}")) for i in range(20)),
+                                           return_exceptions=True)  # fmt: skip
+            assert all(isinstance(r, StoreError) for r in results)
+            assert len({id(r) for r in results}) == 20  # one exception each, no shared traceback
+        finally:
+            await dead.close()
+
+    asyncio.run(main())

@@ -23,7 +23,7 @@ import logging
 import os
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -324,6 +324,13 @@ class RedisStore(Store):
         self._refresher: asyncio.Task[None] | None = None
         self._pid = os.getpid()
         self._counter = 0
+        self._reads = Coalescer(self._mget)
+
+    async def _mget(self, names: list[str]) -> list[Any]:
+        try:
+            return list(await self._redis.mget(names))
+        except Exception as exc:
+            raise StoreError(type(exc).__name__) from None
 
     def _key(self, kind: str, *parts: str | int) -> str:
         """The name of one entry: ``{namespace}:kind:parts...``.
@@ -402,10 +409,7 @@ class RedisStore(Store):
 
     async def revoked(self, attribution: Attribution) -> str | None:
         covering = self._covering(attribution)
-        try:
-            values = await self._redis.mget([name for _, name in covering])
-        except Exception as exc:
-            raise StoreError(type(exc).__name__) from None
+        values = await self._reads.get([name for _, name in covering])
         for (kind, _), value in zip(covering, values, strict=True):
             if value is not None and int(value) >= attribution.signed_at:
                 return kind
@@ -492,6 +496,7 @@ class RedisStore(Store):
                 logger.warning("could not refresh stream leases (%s)", type(exc).__name__)
 
     async def close(self) -> None:
+        await self._reads.close()
         if self._refresher is not None:
             self._refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -500,6 +505,57 @@ class RedisStore(Store):
         if self._sentinel is not None:
             for sentinel in self._sentinel.sentinels:
                 await sentinel.aclose()
+
+
+class Coalescer:
+    """Reads for many requests in one command: a request that asks while a read is in flight
+    waits for it to end, then goes in the next read with every other request that asked
+    meanwhile. Each read is sent after every request in it arrived, so none reads older state
+    than it would alone; a request alone goes at once.
+
+    redis-py spends about 100 µs of CPU on a command, as much as the rest of a small request:
+    under load one ``MGET`` then serves the revocation check of every request that arrived
+    during the previous one's round trip."""
+
+    __slots__ = ("_read", "_running", "_waiting")
+
+    def __init__(self, read: Callable[[list[str]], Awaitable[list[Any]]]) -> None:
+        self._read = read
+        self._waiting: list[tuple[list[str], asyncio.Future[list[Any]]]] = []
+        self._running: asyncio.Task[None] | None = None
+
+    async def get(self, names: list[str]) -> list[Any]:
+        """The values of ``names``, in order; raises what the read raises (StoreError)."""
+        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self._waiting.append((names, future))
+        if self._running is None:
+            self._running = asyncio.ensure_future(self._run())
+        return await future
+
+    async def _run(self) -> None:
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting, []
+                names = list(dict.fromkeys(name for wanted, _ in batch for name in wanted))
+                try:
+                    values = dict(zip(names, await self._read(names), strict=True))
+                except Exception as exc:
+                    for _, future in batch:
+                        if not future.done():
+                            # A fresh exception each: one raised in many tasks would gather all their tracebacks.
+                            future.set_exception(type(exc)(*exc.args))
+                    continue
+                for wanted, future in batch:
+                    if not future.done():  # its request may have been cancelled meanwhile
+                        future.set_result([values[name] for name in wanted])
+        finally:
+            self._running = None
+
+    async def close(self) -> None:
+        if self._running is not None:
+            self._running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._running
 
 
 #: Entry names repeat from request to request (a key's, a tenant's, an active user's): percent-encoding
