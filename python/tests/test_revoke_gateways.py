@@ -216,6 +216,9 @@ def test_the_admin_endpoint_revokes_on_its_own_port_only_and_with_its_token(tmp_
             for path in ("/revoke", "/nowhere"):
                 reply = admin_call(admin_port, "POST", path, {"user": "banned"}, token, scheme)
                 assert (reply.status, reply.error_code) == (401, "unauthorized")
+        # A signed URL sent to the admin port is not relayed there.
+        relayed = call("GET", f"http://127.0.0.1:{admin_port}/?" + before.url.split("?", 1)[1], before.headers)
+        assert (relayed.status, relayed.error_code) == (401, "unauthorized")
         # Never on the public port, token or not.
         reply = call("POST", f"{gateway.url}/revoke", {"Authorization": f"Bearer {ADMIN_TOKEN}"}, '{"user":"banned"}')
         assert (reply.status, reply.error_code) == (404, "not_found")
