@@ -81,6 +81,12 @@ def serve(
             raise ConfigError("the admin endpoint needs a token: give --admin-token-env VAR")
         if config.admin_port == port:
             raise ConfigError(f"the admin port must not be the public port ({port}): the admin endpoint is private")
+        if config.admin_host not in ("127.0.0.1", "::1", "localhost"):
+            print(
+                f"signgate serve: warning: the admin endpoint listens on {config.admin_host}: whoever reaches it "
+                "may try tokens; keep it on loopback or a private network",
+                file=sys.stderr,
+            )
     # Until the event loop's handler is installed, a SIGHUP must not end the process (its default
     # action). With workers, the supervisor installs its own at once (see Supervisor).
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
