@@ -60,7 +60,9 @@ def test_sighup_during_500_held_streams_drops_none_while_new_requests_see_new_ke
     tmp_path: Path, upstream: Server, workers: int
 ) -> None:
     config = tmp_path / "gateway.toml"
-    config.write_text(toml(upstream, {"old": ["old-secret"], "kept": ["kept-secret-1"]}))
+    # A worker replaced on SIGHUP (uvicorn's way) would cut its 20 s streams after 5 s.
+    short = "shutdown_timeout = 5"
+    config.write_text(toml(upstream, {"old": ["old-secret"], "kept": ["kept-secret-1"]}, short))
     gateway = start_gateway("--config", str(config), "--workers", str(workers))
     before = stats(upstream)
 
@@ -80,7 +82,7 @@ def test_sighup_during_500_held_streams_drops_none_while_new_requests_see_new_ke
         wait_for(lambda: stats(upstream)["streams_started"] - before["streams_started"] >= STREAMS, "500 streams")
         now = stats(upstream)
         in_flight = now["streams_started"] - now["streams_completed"] - now["streams_disconnected"]
-        config.write_text(toml(upstream, {"kept": ["kept-secret-2", "kept-secret-1"], "new": ["new-secret"]}))
+        config.write_text(toml(upstream, {"kept": ["kept-secret-2", "kept-secret-1"], "new": ["new-secret"]}, short))
         os.kill(gateway.proc.pid, signal.SIGHUP)
         wait_for(lambda: reloads(gateway) >= workers, f"{workers} worker(s) to reload")
         # Every worker serves the new keys (several requests: each may reach either worker).
