@@ -72,8 +72,8 @@ def serve(
         raise ConfigError("a usage_hook is a function of this process; with several workers, use usage_webhook")
     if config.workers > 1 and (config.store is None or config.store == "memory"):
         print(
-            f"signgate serve: warning: with {config.workers} workers and the memory store, single-use URLs and "
-            "revocations are refused (503 store_unavailable): give --store redis://host:port/db to share them",
+            f"signgate serve: warning: with {config.workers} workers and the memory store, single-use URLs are "
+            "refused (503 store_unavailable), and so are revocations: give --store redis://host:port/db to share them",
             file=sys.stderr,
         )
     if config.admin_port is not None:
