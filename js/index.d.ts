@@ -187,6 +187,14 @@ export class SignEndpointError extends SigngateError {
 
 /**
 The codes the gateway answers with (docs/protocol.md says when), and `network_error` when it could not be reached. Any other string may come from a newer gateway.
+
+@example
+```
+const retryable: GatewayErrorCode[] = ['at_capacity', 'store_unavailable', 'network_error'];
+if (error instanceof GatewayError && error.code === 'revoked') {
+	showMessage('This link was withdrawn; please sign in again.');
+}
+```
 */
 export type GatewayErrorCode =
 	| 'malformed'
