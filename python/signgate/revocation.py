@@ -232,13 +232,16 @@ def parse_member(text: str | bytes) -> tuple[str, str] | None:
     return (kind, unquote(encoded)) if sep and kind in KINDS else None
 
 
-# KEYS: entry, log, version, lifetime. ARGV: at, lifetime when none is announced (or 0),
-# lifetime to use whatever is announced (or 0), log member.
+# KEYS: entry, log, version, lifetime. ARGV: at, lifetime when none is announced, lifetime to use
+# whatever is announced (or 0), log member, least lifetime (or 0: a gateway's own, in case its
+# announcement failed).
 # Returns {at, ttl}: the revocation's second (a later one already there is kept) and its life.
 REVOKE_LUA = """
 local at = tonumber(ARGV[1])
 local ttl = tonumber(ARGV[3])
-if ttl <= 0 then ttl = tonumber(redis.call('GET', KEYS[4]) or ARGV[2]) end
+if ttl <= 0 then
+  ttl = math.max(tonumber(redis.call('GET', KEYS[4]) or ARGV[2]), tonumber(ARGV[5] or '0'))
+end
 local old = tonumber(redis.call('GET', KEYS[1]) or '-1')
 local extra = 0
 if old > at then extra = old - at; at = old end

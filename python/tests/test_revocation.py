@@ -212,6 +212,9 @@ def test_a_revocation_lives_as_long_as_the_longest_lifetime_announced(redis: Ser
             assert await store.announce_lifetime(200) == 500  # the longest is kept
             revocation = await store.revoke("tenant", "t", int(time.time()), 100, time.time())
             assert 499 <= revocation.expires_at - time.time() <= 501
+            # A gateway's own lifetime is the least, should a shorter one be announced.
+            longer = await store.revoke("tenant", "t2", int(time.time()), 900, time.time())
+            assert 899 <= longer.expires_at - time.time() <= 901
         finally:
             await store.close()
 

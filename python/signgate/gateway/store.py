@@ -424,7 +424,8 @@ class RedisStore(Store):
             revocation.lifetime_name(tag),
         ]
         try:
-            got_at, ttl = await self._revoke_script(keys=keys, args=[at, lifetime, 0, revocation.member(kind, subject)])
+            args = [at, lifetime, 0, revocation.member(kind, subject), lifetime]
+            got_at, ttl = await self._revoke_script(keys=keys, args=args)
         except Exception as exc:
             raise StoreError(type(exc).__name__) from None
         return Revocation(kind, subject, int(got_at), int(now) + int(ttl))
