@@ -17,12 +17,13 @@ from hypothesis import strategies as st
 from servers import Server, free_port, start_redis
 
 from signgate import Policy, Signer, Verifier
-from signgate.errors import LimitExceeded, MalformedRequest, Replayed, StoreUnavailable
+from signgate.errors import LimitExceeded, MalformedRequest, Replayed, Revoked, StoreUnavailable
 from signgate.extensions import MAX_USES, NONCE, POLICY, TENANT, USER, USES, PolicyRules
 from signgate.gateway.admission import NO_EXTENSIONS, Admitter, Extensions, limit_scopes, scope_id
 from signgate.gateway.config import KeyConfig
 from signgate.gateway.metrics import Metrics
 from signgate.gateway.store import Limits, MemoryStore, Nonce, RedisStore, Scope, Store
+from signgate.revocation import Attribution
 from signgate.verifier import VerifiedRequest
 
 T = TypeVar("T")
@@ -295,6 +296,30 @@ def test_nothing_to_count_asks_no_store() -> None:
         finally:
             await store.close()
         assert metrics.store_errors == 0
+
+    asyncio.run(main())
+
+
+def test_an_attributed_request_asks_redis_for_revocations_and_memory_nothing() -> None:
+    """With its attribution (as the gateway admits every request), a request that counts nothing
+    still asks Redis whether it is revoked, so a store that is down refuses it; the memory store
+    answers from its table, without a store call."""
+    attribution = Attribution("app", None, "u", None, int(NOW))
+
+    async def main() -> None:
+        down = RedisStore(f"redis://127.0.0.1:{free_port()}/0", timeout=1.0)
+        metrics = Metrics()
+        try:
+            with pytest.raises(StoreUnavailable):
+                await admitter(down, metrics).admit(None, [], attribution)
+        finally:
+            await down.close()
+        assert metrics.store_errors == 1
+        memory = MemoryStore()
+        assert await admitter(memory).admit(None, [], attribution) is None
+        await memory.revoke("user", "u", int(NOW), 60, NOW)
+        with pytest.raises(Revoked):
+            await admitter(memory).admit(None, [], attribution)
 
     asyncio.run(main())
 

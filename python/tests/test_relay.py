@@ -32,8 +32,10 @@ from signgate.gateway.relay import Forward, Relay
 from signgate.gateway.request import read_head
 from signgate.gateway.upstream import Pool, Target
 from signgate.gateway.usage import UsageTap
+from signgate.revocation import Attribution
 
 ORIGIN = "https://app.example"
+CORS = Cors([ORIGIN])
 KEY = KeyConfig("app", ("s",), headers=(("authorization", "Bearer sk-upstream"),))
 CHUNKED = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
 
@@ -176,7 +178,7 @@ class Call:
         target = Target("http", "127.0.0.1", self.port, self.path)
         if wants_usage:
             tap = read_json(body, head.headers, NO_EXTENSIONS, True, "POST", target.path)
-        return Forward(KEY, target, body, {}, NO_EXTENSIONS, [], tap)
+        return Forward(KEY, target, body, {}, NO_EXTENSIONS, [], tap, Attribution(KEY.id, None, None, None, 0), CORS)
 
 
 class Gateway:
@@ -185,7 +187,7 @@ class Gateway:
     def __init__(self, read_timeout: float = 30) -> None:
         self.metrics = Metrics()
         self.pool = Pool(allow_private=True, connect_timeout=5, read_timeout=read_timeout)
-        self.relay = Relay(lambda: self.pool, self.metrics, Cors([ORIGIN]))
+        self.relay = Relay(lambda: self.pool, self.metrics)
 
     async def __call__(self, call: Call, fw: Forward | None = None) -> None:
         fw = fw or await call.forward()

@@ -101,15 +101,20 @@ class Admitter:
         self._fail_open = fail_open
         self._clock = clock
 
-    async def admit(self, nonce: Nonce | None, scopes: list[LimitScope], attribution: Attribution) -> Admission | None:
+    async def admit(
+        self, nonce: Nonce | None, scopes: list[LimitScope], attribution: Attribution | None = None
+    ) -> Admission | None:
         """Count the request, or raise Revoked, Replayed, LimitExceeded or StoreUnavailable
         (nothing is counted for a refused request). None when nothing needed counting.
 
-        Revocations are checked for every request: with the memory store a dictionary read (and
-        nothing at all while none is in force), with Redis folded into the admission script, or
-        one ``MGET`` for a request that counts nothing."""
+        With ``attribution`` (the gateway always gives it) the revocations are checked too: with
+        the memory store a dictionary read (nothing at all while none is in force), with Redis
+        folded into the admission script, or one ``MGET`` for a request that counts nothing, so
+        such a request then waits for the store as well."""
         store = self._store()
         if nonce is None and not scopes:
+            if attribution is None:
+                return None
             table = store.local_revocations
             if table is not None:
                 if table and (hit := table.covering(attribution)) is not None:
