@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -46,3 +47,16 @@ def call(
 def send(req: SignedRequest, headers: dict[str, str] | None = None, body: bytes | str | None = None) -> Reply:
     """Send a signed request exactly as signed, with optional extra headers or a replaced body."""
     return call(req.method, req.url, {**req.headers, **(headers or {})}, req.body if body is None else body)
+
+
+def usage_of(upstream_url: str, user: str) -> dict[str, Any]:
+    """The one usage record the test upstream's webhook (``/usage``) received for ``user``,
+    waiting up to 10 s for its delivery."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        records = [r for r in call("GET", upstream_url + "/usage").json() if r["user"] == user]
+        if records:
+            assert len(records) == 1, records
+            return dict(records[0])
+        time.sleep(0.05)
+    raise AssertionError(f"no usage record for {user}")

@@ -15,10 +15,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
-from gateway_client import Reply, call, send
+from gateway_client import Reply, call, send, usage_of
 from raw_http import Response, exchange, parse_responses, request_bytes
 from servers import HERE, Server, free_port, start_gateway
 
@@ -70,18 +69,6 @@ def requests_upstream(upstream: Server) -> int:
     return int(call("GET", upstream.url + "/stats").json()["requests"])
 
 
-def usage_of(upstream: Server, user: str) -> dict[str, Any]:
-    """The usage record the webhook received for ``user`` (waits for its delivery)."""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        records = [r for r in call("GET", upstream.url + "/usage").json() if r["user"] == user]
-        if records:
-            assert len(records) == 1, records
-            return dict(records[0])
-        time.sleep(0.05)
-    raise AssertionError(f"no usage record for {user}")
-
-
 def chat_body(**extra: object) -> dict[str, object]:
     return {"model": "m", "stream": True, "messages": [{"role": "user", "content": "count to ten"}], **extra}
 
@@ -103,7 +90,7 @@ def test_a_body_after_any_json_whitespace_is_charged_from_the_upstreams_usage(
     reply = send(req, {"Content-Type": "application/json"}, prefix + json.dumps(chat_body()).encode())
     assert reply.status == 200 and b'"usage"' not in reply.body
     assert call("GET", upstream.url + "/v1/last-chat").json()["stream_options"] == {"include_usage": True}
-    record = usage_of(upstream, user)
+    record = usage_of(upstream.url, user)
     assert (record["total_tokens"], record["estimated"], record["model"]) == (51, False, "m")
 
 
@@ -113,7 +100,7 @@ def test_a_body_without_a_model_is_charged(billed: Server, upstream: Server) -> 
     body = chat_body()
     del body["model"]
     assert send(req, {"Content-Type": "application/json"}, json.dumps(body)).status == 200
-    assert usage_of(upstream, user)["total_tokens"] == 51
+    assert usage_of(upstream.url, user)["total_tokens"] == 51
 
 
 def test_a_body_that_is_not_json_is_charged_by_its_size(billed: Server, upstream: Server) -> None:
@@ -121,7 +108,7 @@ def test_a_body_that_is_not_json_is_charged_by_its_size(billed: Server, upstream
     req = signer(billed).sign("POST", f"{upstream.url}/v1/echo", user=user)
     reply = send(req, {"Content-Type": "text/plain"}, "\x0c" + "w" * 400)  # form feed: not JSON whitespace
     assert reply.status == 200
-    record = usage_of(upstream, user)
+    record = usage_of(upstream.url, user)
     assert record["estimated"] is True and record["prompt_tokens"] == 101
 
 
@@ -184,7 +171,7 @@ def test_a_usage_record_keeps_a_bounded_model_name(billed: Server, upstream: Ser
     user = unique("long-model")
     req = signer(billed).sign("POST", f"{upstream.url}/v1/chat/completions", user=user)
     assert send(req, {"Content-Type": "application/json"}, json.dumps(chat_body(model="m" * 50_000))).status == 200
-    assert usage_of(upstream, user)["model"] == "m" * 256
+    assert usage_of(upstream.url, user)["model"] == "m" * 256
 
 
 @pytest.mark.parametrize("stream", [True, False])
@@ -195,7 +182,7 @@ def test_usage_named_as_the_responses_api_names_it_is_read(billed: Server, upstr
     req = signer(billed).sign("POST", f"{upstream.url}/v1/responses", user=user)
     reply = send(req, {"Content-Type": "application/json"}, json.dumps({"model": "m", "input": "hi", "stream": stream}))
     assert reply.status == 200
-    record = usage_of(upstream, user)
+    record = usage_of(upstream.url, user)
     assert (record["prompt_tokens"], record["completion_tokens"], record["total_tokens"], record["estimated"]) == (
         7, 3, 10, False,
     )  # fmt: skip
@@ -206,7 +193,7 @@ def test_an_answer_of_unexpected_shape_is_relayed_and_charged(billed: Server, up
     req = signer(billed).sign("POST", f"{upstream.url}/v1/odd", json=chat_body(), user=user)
     reply = send(req)
     assert reply.status == 200 and reply.body.endswith(b"data: [DONE]\n\n")
-    record = usage_of(upstream, user)
+    record = usage_of(upstream.url, user)
     assert record["estimated"] is True and record["completion_tokens"] >= 10  # the 40 x's at least
 
 
@@ -471,7 +458,7 @@ def test_metrics_hold_no_tenant_or_user_ids(billed: Server, upstream: Server) ->
     user, tenant = unique("secret-user"), unique("secret-tenant")
     req = signer(billed).sign("POST", f"{upstream.url}/v1/chat/completions", json=chat_body(), user=user, tenant=tenant)
     assert send(req).status == 200
-    usage_of(upstream, user)
+    usage_of(upstream.url, user)
     metrics = call("GET", billed.url + "/metrics").body.decode()
     assert "signgate_tokens_total" in metrics and user not in metrics and tenant not in metrics
 

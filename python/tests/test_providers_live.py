@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from gateway_client import Reply, call, send
+from gateway_client import Reply, call, send, usage_of
 from servers import Server, free_port, start_gateway
 
 from signgate import Policy, Signer
@@ -209,17 +209,6 @@ def standin_requests(standin: Server) -> int:
     return int(call("GET", standin.url + "/_standin/stats").json()["requests"])
 
 
-def usage_of(upstream: Server, user: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        records = [r for r in call("GET", upstream.url + "/usage").json() if r["user"] == user]
-        if records:
-            assert len(records) == 1, records
-            return dict(records[0])
-        time.sleep(0.05)
-    raise AssertionError(f"no usage record for {user}")
-
-
 def tokens_metric(gateway: Server, kind: str) -> int:
     wanted = f'key="app",estimated="false",kind="{kind}"}}'
     for line in call("GET", gateway.url + "/metrics").body.decode().splitlines():
@@ -279,7 +268,7 @@ def test_usage_is_charged_from_the_apis_own_usage_events(
     before = tokens_metric(gateway, "completion")
     reply = send(signer(gateway).sign("POST", url, json=api.body(stream), user=user))
     assert reply.status == 200, reply.body[:500]
-    record = usage_of(upstream, user)
+    record = usage_of(upstream.url, user)
     if api.name == "chat" and stream:
         # The gateway asked for the usage chunk and kept it from the client, which did not ask
         # (the chunks before it say "usage": null, as OpenAI's do once it is asked for).
