@@ -21,6 +21,7 @@ HERE = Path(__file__).resolve().parent
 BENCHMARKS = [
     ("signer", "bench_signer.py", 0.5, 0.2),
     ("gateway", "bench_gateway.py", 11.0, 2.5),
+    ("layers", "bench_layers.py", 3.5, 0.7),
     ("flask-proxy", "bench_flask_proxy.py", 3.5, 0.7),
     ("headline", "bench_headline.py", 8.3, 1.5),
 ]

@@ -1,7 +1,9 @@
-"""The canary for uvicorn's internals: signgate.gateway.protocol subclasses uvicorn's httptools
-protocol and reads names uvicorn does not promise to keep. These tests run the real protocol on a
-real socket and fail, naming what moved, when a uvicorn release changes any of them.
-(Its behaviour, the head deadline, the caps, pipelining, is tested against real servers in
+"""signgate serve's own HTTP/1.1 protocol (signgate.gateway.protocol) on real sockets, and the
+canary for the parts of uvicorn it relies on: uvicorn builds the protocol with ``config``,
+``server_state`` and ``app_state``, tracks connections and tasks in the server state, writes the
+Date header into ``default_headers`` and calls ``shutdown()`` on each connection at a graceful
+shutdown. These tests fail, naming what moved, when a uvicorn release changes any of that.
+(Its limits, the head deadline, the caps, pipelining, are tested against real servers in
 test_hostile.py.)"""
 
 from __future__ import annotations
@@ -9,39 +11,17 @@ from __future__ import annotations
 import asyncio
 import inspect
 import socket
+import time
 from importlib.metadata import version
 from typing import Any
 
 import pytest
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
-from uvicorn.server import ServerState
+from uvicorn.server import Server, ServerState
 
 from signgate.gateway import GatewayConfig, KeyConfig
 from signgate.gateway.asgi import ABORT, CLIENT_LOST, COALESCE
 from signgate.gateway.protocol import GatewayHttpProtocol, protocol_class
-
-#: Methods of HttpToolsProtocol the subclass overrides: a rename would leave ours never called.
-OVERRIDDEN = (
-    "connection_made",
-    "connection_lost",
-    "data_received",
-    "on_message_begin",
-    "on_headers_complete",
-    "on_body",
-    "on_message_complete",
-    "on_response_complete",
-    "pause_writing",
-    "resume_writing",
-    "send_400_response",
-    "_unsupported_upgrade_warning",
-)
-
-#: Attributes of a connection the subclass reads or rebinds.
-CONNECTION_ATTRIBUTES = ("pipeline", "headers", "scope", "cycle", "transport", "loop")
-
-#: Attributes of a request cycle the subclass reads or sets.
-CYCLE_ATTRIBUTES = ("response_started", "response_complete", "disconnected", "message_event")
 
 
 def test_the_installed_uvicorn_is_the_pinned_one() -> None:
@@ -52,46 +32,49 @@ def test_the_installed_uvicorn_is_the_pinned_one() -> None:
     )
 
 
-@pytest.mark.parametrize("name", OVERRIDDEN)
-def test_every_overridden_method_still_exists_in_uvicorn(name: str) -> None:
-    assert callable(getattr(HttpToolsProtocol, name, None)), (
-        f"uvicorn's HttpToolsProtocol has no {name}() any more: GatewayHttpProtocol.{name} is never called"
-    )
+def test_uvicorn_builds_the_protocol_with_the_arguments_it_takes() -> None:
+    source = inspect.getsource(Server)
+    for argument in ("config=config", "server_state=self.server_state", "app_state=self.lifespan.state"):
+        assert argument in source, f"uvicorn's Server no longer passes {argument} to the protocol class"
+    assert list(inspect.signature(GatewayHttpProtocol).parameters)[:3] == ["config", "server_state", "app_state"]
 
 
-def test_uvicorn_still_warns_about_upgrades_through_the_method_we_quiet() -> None:
-    source = inspect.getsource(HttpToolsProtocol)
-    assert "self._unsupported_upgrade_warning()" in source, (
-        "uvicorn no longer calls _unsupported_upgrade_warning(): each upgrade request may log warnings again"
+def test_the_server_state_still_has_what_the_protocol_uses() -> None:
+    state = ServerState()
+    for name, kind in (("connections", set), ("tasks", set), ("default_headers", list), ("total_requests", int)):
+        assert isinstance(getattr(state, name, None), kind), f"uvicorn's ServerState has no {name} ({kind.__name__})"
+    shutdown = inspect.getsource(Server.shutdown)
+    assert "connection.shutdown()" in shutdown and "server_state.connections" in shutdown, (
+        "uvicorn's graceful shutdown no longer calls shutdown() on each connection"
     )
+    assert "server_state.tasks" in inspect.getsource(Server), "uvicorn no longer waits for the protocol's tasks"
+    assert "self.server_state.default_headers =" in inspect.getsource(Server.on_tick), (
+        "uvicorn no longer renews the Date header in default_headers, which the protocol writes"
+    )
+    assert uvicorn.Config(app=None, timeout_keep_alive=7).timeout_keep_alive == 7
 
 
 def test_the_protocol_class_is_per_configuration() -> None:
-    key = KeyConfig("app", ("s",))
-    a = protocol_class(GatewayConfig(keys={"app": key}, header_timeout=1.5, max_header_bytes=1000))
-    b = protocol_class(GatewayConfig(keys={"app": key}, header_timeout=7.0))
-    assert issubclass(a, GatewayHttpProtocol) and issubclass(b, GatewayHttpProtocol)
-    assert (a.header_timeout, b.header_timeout) == (1.5, 7.0)
-    assert a.max_head_bytes < b.max_head_bytes
+    a = protocol_class(GatewayConfig(keys={"a": KeyConfig("a", ("s",))}, header_timeout=3.0))
+    b = protocol_class(GatewayConfig(keys={"b": KeyConfig("b", ("s",))}, header_timeout=7.0))
+    assert a is not b and issubclass(a, GatewayHttpProtocol)
+    assert (a.header_timeout, b.header_timeout) == (3.0, 7.0)
     assert GatewayHttpProtocol.header_timeout == 10.0  # the base class is never changed
 
 
-def test_a_real_connection_has_every_name_the_subclass_reads() -> None:
+def test_a_real_connection_serves_asgi_with_the_extensions_and_tracks_itself() -> None:
     seen: dict[str, Any] = {}
+    state = ServerState()
+    state.default_headers = [(b"date", b"Mon, 07 Dec 2026 00:00:00 GMT")]
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
-        protocol = seen["protocol"]
-        seen["connection"] = {name: hasattr(protocol, name) for name in CONNECTION_ATTRIBUTES}
-        cycle = protocol.cycle
-        seen["cycle_type"] = type(cycle)
-        seen["cycle"] = {name: hasattr(cycle, name) for name in CYCLE_ATTRIBUTES}
-        seen["pipeline"] = type(protocol.pipeline).__name__
         seen["extensions"] = sorted(scope.get("extensions", {}))
-        seen["started_before"] = cycle.response_started
-        await send({"type": "http.response.start", "status": 204, "headers": []})
-        seen["started_after"] = cycle.response_started
-        await send({"type": "http.response.body", "body": b""})
-        seen["complete_after"] = cycle.response_complete
+        seen["scope"] = {k: scope[k] for k in ("method", "path", "raw_path", "query_string", "http_version")}
+        seen["headers"] = scope["headers"]
+        seen["received"] = [await receive()]
+        seen["tracked"] = (len(state.connections), len(state.tasks))
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
 
     async def main() -> bytes:
         config = uvicorn.Config(app, lifespan="off", log_level="warning")
@@ -99,52 +82,53 @@ def test_a_real_connection_has_every_name_the_subclass_reads() -> None:
         cls = protocol_class(GatewayConfig(keys={"app": KeyConfig("app", ("s",))}))
         ours, theirs = socket.socketpair()
         loop = asyncio.get_running_loop()
-
-        def factory() -> GatewayHttpProtocol:
-            protocol = cls(config=config, server_state=ServerState(), app_state={})
-            seen["protocol"] = protocol
-            return protocol
-
-        transport, _ = await loop.connect_accepted_socket(factory, ours)
+        await loop.connect_accepted_socket(lambda: cls(config=config, server_state=state, app_state={}), ours)
         reader, writer = await asyncio.open_connection(sock=theirs)
-        writer.write(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        writer.write(b"POST /a%20b?x=1 HTTP/1.1\r\nHost: x\r\nX-Pad: v \t\r\ncontent-length: 3\r\n\r\nabc")
         await writer.drain()
-        answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        answer = await asyncio.wait_for(reader.readuntil(b"ok"), 10)
         writer.close()
-        transport.close()
-        await asyncio.sleep(0)
+        await asyncio.sleep(0.05)
+        seen["after"] = (len(state.connections), len(state.tasks), state.total_requests)
         return answer
 
     answer = asyncio.run(main())
-    assert answer.startswith(b"HTTP/1.1 204"), answer
-    missing = [name for name, present in seen["connection"].items() if not present]
-    assert not missing, f"uvicorn's HttpToolsProtocol no longer has {missing}"
-    assert seen["cycle_type"] is RequestResponseCycle
-    missing = [name for name, present in seen["cycle"].items() if not present]
-    assert not missing, f"uvicorn's RequestResponseCycle no longer has {missing}"
-    assert seen["pipeline"] == "deque", "uvicorn's pipeline is no longer a deque: on_response_complete reads [-1]"
-    assert (seen["started_before"], seen["started_after"], seen["complete_after"]) == (False, True, True), (
-        "uvicorn's cycle no longer tracks response_started / response_complete as the protocol expects"
-    )
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\ndate: Mon, 07 Dec 2026 00:00:00 GMT\r\ncontent-length: 2\r\n"), answer
     assert seen["extensions"] == sorted([ABORT, CLIENT_LOST, COALESCE])
+    assert seen["scope"] == {
+        "method": "POST", "path": "/a b", "raw_path": b"/a%20b", "query_string": b"x=1", "http_version": "1.1"
+    }  # fmt: skip
+    assert seen["headers"] == [(b"host", b"x"), (b"x-pad", b"v"), (b"content-length", b"3")]
+    assert seen["received"] == [{"type": "http.request", "body": b"abc", "more_body": False}]
+    assert seen["tracked"] == (1, 1)
+    assert seen["after"] == (0, 0, 1)
 
 
 # -- the coalesced head: one write for a small answer's head and body -----------------------------
 
 
-def _serve_one(app: Any, request: bytes, steps: Any) -> list[bytes]:
+def _serve_one(
+    app: Any,
+    request: bytes,
+    steps: Any,
+    *,
+    keep_alive: float = 5.0,
+    header_timeout: float = 10.0,
+    state: ServerState | None = None,
+) -> list[bytes]:
     """Run ``app`` under the configured protocol on a real socket pair, send ``request``, and
-    call ``steps(read_now, proceed)`` to look at what arrived while the app waits; returns what
-    the peer received at each look and at the end."""
+    call ``steps(read_now, seen)`` to look at what arrived while the app waits; returns what
+    the peer received at each look and then until the connection closed."""
 
     async def main() -> list[bytes]:
-        config = uvicorn.Config(app, lifespan="off", log_level="warning")
+        config = uvicorn.Config(app, lifespan="off", log_level="warning", timeout_keep_alive=keep_alive)
         config.load()
-        cls = protocol_class(GatewayConfig(keys={"app": KeyConfig("app", ("s",))}))
+        cls = protocol_class(GatewayConfig(keys={"app": KeyConfig("app", ("s",))}, header_timeout=header_timeout))
         ours, theirs = socket.socketpair()
         theirs.setblocking(False)
         loop = asyncio.get_running_loop()
-        await loop.connect_accepted_socket(lambda: cls(config=config, server_state=ServerState(), app_state={}), ours)
+        server_state = state or ServerState()
+        await loop.connect_accepted_socket(lambda: cls(config=config, server_state=server_state, app_state={}), ours)
         await loop.sock_sendall(theirs, request)
         seen: list[bytes] = []
 
@@ -154,7 +138,7 @@ def _serve_one(app: Any, request: bytes, steps: Any) -> list[bytes]:
             except BlockingIOError:
                 return b""
 
-        await steps(read_now, seen)
+        await steps(read_now, seen, lambda data: loop.sock_sendall(theirs, data))
         rest = b""
         while True:
             chunk = await asyncio.wait_for(loop.sock_recv(theirs, 65536), 10)
@@ -183,7 +167,7 @@ def _gated_app(hold: bool, gate: asyncio.Event) -> Any:
 def test_a_held_head_goes_out_with_the_first_body_bytes(hold: bool) -> None:
     gate = asyncio.Event()  # bound to a loop on first use, inside _serve_one's
 
-    async def steps(read_now: Any, seen: list[bytes]) -> None:
+    async def steps(read_now: Any, seen: list[bytes], send: Any) -> None:
         await asyncio.sleep(0.2)  # the app has sent its head, and waits at the gate
         seen.append(read_now())
         gate.set()
@@ -204,7 +188,7 @@ def test_a_held_head_without_body_bytes_is_still_sent() -> None:
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"5")]})
         await send({"type": "http.response.body", "body": b"hello"})  # not written for HEAD
 
-    async def nothing(read_now: Any, seen: list[bytes]) -> None:
+    async def nothing(read_now: Any, seen: list[bytes], send: Any) -> None:
         return None
 
     (answer,) = _serve_one(app, b"HEAD / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n", nothing)
@@ -217,11 +201,206 @@ def test_a_held_head_is_sent_before_a_break_off() -> None:
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"5")]})
         scope["extensions"][ABORT]()
 
-    async def nothing(read_now: Any, seen: list[bytes]) -> None:
+    async def nothing(read_now: Any, seen: list[bytes], send: Any) -> None:
         return None
 
     (answer,) = _serve_one(app, b"GET / HTTP/1.1\r\nhost: x\r\n\r\n", nothing)
     assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"\r\n\r\n")  # then the connection closed
+
+
+# -- framing, bodies, deadlines: what uvicorn's request cycle did, now the protocol's own --------------
+
+
+async def _nothing(read_now: Any, seen: list[bytes], send: Any) -> None:
+    return None
+
+
+def _answering(status: int, headers: list[tuple[bytes, bytes]], *chunks: bytes) -> Any:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        for i, chunk in enumerate(chunks):
+            await send({"type": "http.response.body", "body": chunk, "more_body": i < len(chunks) - 1})
+
+    return app
+
+
+def _parsed(raw: bytes) -> list[tuple[int, dict[str, str], bytes]]:
+    """The responses in ``raw``, parsed by llhttp itself (chunked framing undone)."""
+    import httptools
+
+    class Collect:
+        def __init__(self) -> None:
+            self.done: list[tuple[int, dict[str, str], bytes]] = []
+            self.headers: dict[str, str] = {}
+            self.body = b""
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            self.headers[name.decode().lower()] = value.decode()
+
+        def on_body(self, body: bytes) -> None:
+            self.body += body
+
+        def on_message_complete(self) -> None:
+            self.done.append((parser.get_status_code(), self.headers, self.body))
+            self.headers, self.body = {}, b""
+
+    collect = Collect()
+    parser = httptools.HttpResponseParser(collect)
+    parser.feed_data(raw)
+    return collect.done
+
+
+def test_a_response_without_a_length_is_chunked_and_ends_with_the_last_chunk() -> None:
+    request = b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+    (raw,) = _serve_one(_answering(200, [(b"content-type", b"text/plain")], b"ab", b"", b"cd"), request, _nothing)
+    assert b"transfer-encoding: chunked\r\n" in raw and raw.endswith(b"0\r\n\r\n")
+    assert _parsed(raw) == [
+        (200, {"content-type": "text/plain", "transfer-encoding": "chunked", "connection": "close"}, b"abcd")
+    ]
+
+
+def test_an_http_1_0_client_gets_a_streamed_body_ended_by_the_close_not_chunked() -> None:
+    request = b"GET / HTTP/1.0\r\nhost: x\r\n\r\n"
+    (raw,) = _serve_one(_answering(200, [(b"content-type", b"text/plain")], b"ab", b"cd"), request, _nothing)
+    assert b"transfer-encoding" not in raw and b"connection: close\r\n" in raw
+    assert raw.endswith(b"\r\n\r\nabcd")
+
+
+@pytest.mark.parametrize(("method", "status"), [("HEAD", 200), ("GET", 204), ("GET", 304)])
+def test_no_body_is_framed_or_written_where_http_has_none(method: str, status: int) -> None:
+    request = f"{method} / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n".encode()
+    (raw,) = _serve_one(_answering(status, [(b"content-length", b"5")] if method == "HEAD" else []), request, _nothing)
+    assert raw.endswith(b"\r\n\r\n") and b"transfer-encoding" not in raw, raw
+    assert raw.startswith(f"HTTP/1.1 {status} ".encode())
+
+
+@pytest.mark.parametrize(
+    ("headers", "complaint"),
+    [
+        ([(b"x-bad name", b"v")], "Invalid HTTP header name."),
+        ([(b"x-ok", b"v\r\nx-injected: 1")], "Invalid HTTP header value."),
+    ],
+)
+def test_a_header_that_would_split_the_response_is_never_written(
+    headers: list[tuple[bytes, bytes]], complaint: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    request = b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+    (raw,) = _serve_one(_answering(200, headers, b"x"), request, _nothing)
+    assert raw.startswith(b"HTTP/1.1 500 ") and b"injected" not in raw and b"bad name" not in raw
+    assert complaint in caplog.text
+
+
+def test_a_response_longer_or_shorter_than_its_length_is_an_error_not_a_desync(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    request = b"GET / HTTP/1.1\r\nhost: x\r\n\r\nGET / HTTP/1.1\r\nhost: x\r\n\r\n"
+    (raw,) = _serve_one(_answering(200, [(b"content-length", b"2")], b"abc"), request, _nothing)
+    assert raw.endswith(b"\r\n\r\n")  # the head went out, no byte of the body, and the connection closed
+    assert "Response content longer than Content-Length" in caplog.text
+
+
+def test_an_app_that_returns_without_answering_gets_a_500_logged() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        return None
+
+    (raw,) = _serve_one(app, b"GET / HTTP/1.1\r\nhost: x\r\n\r\n", _nothing)
+    assert _parsed(raw) == [
+        (
+            500,
+            {"content-type": "text/plain; charset=utf-8", "content-length": "21", "connection": "close"},
+            b"Internal Server Error",
+        )
+    ]
+
+
+def test_a_body_arrives_in_parts_with_reading_paused_past_the_high_water_mark() -> None:
+    body = bytes(range(256)) * 1024  # 256 KiB: four times the high-water mark
+    got: list[int] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        data = b""
+        while True:
+            message = await receive()
+            got.append(len(message["body"]))
+            data += message["body"]
+            if not message["more_body"]:
+                break
+        assert data == body
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    head = f"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: {len(body)}\r\nconnection: close\r\n\r\n".encode()
+
+    async def send_body(read_now: Any, seen: list[bytes], send: Any) -> None:
+        for i in range(0, len(body), 4096):
+            await send(body[i : i + 4096])
+
+    (raw,) = _serve_one(app, head, send_body)
+    assert raw.endswith(b"ok") and sum(got) == len(body) and len(got) > 1
+
+
+def test_expect_100_continue_is_answered_when_the_app_asks_for_the_body() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        message = await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"3")]})
+        await send({"type": "http.response.body", "body": message["body"]})
+
+    head = b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\nexpect: 100-continue\r\nconnection: close\r\n\r\n"
+
+    async def then_body(read_now: Any, seen: list[bytes], send: Any) -> None:
+        await asyncio.sleep(0.2)
+        seen.append(read_now())
+        await send(b"abc")
+
+    interim, rest = _serve_one(app, head, then_body)
+    assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+    assert rest.startswith(b"HTTP/1.1 200 ") and rest.endswith(b"abc")
+
+
+def test_pipelined_requests_are_answered_in_order() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await asyncio.sleep(0.05 if scope["path"] == "/1" else 0)  # the first is the slowest
+        body = scope["path"].encode()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % len(body))]})
+        await send({"type": "http.response.body", "body": body})
+
+    request = b"".join(f"GET /{i} HTTP/1.1\r\nhost: x\r\n\r\n".encode() for i in range(1, 4))
+    request += b"GET /4 HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+    (raw,) = _serve_one(app, request, _nothing)
+    assert [body for _, _, body in _parsed(raw)] == [b"/1", b"/2", b"/3", b"/4"]
+
+
+def test_each_response_carries_the_date_the_server_holds_now() -> None:
+    state = ServerState()
+    state.default_headers = [(b"date", b"first")]
+    app = _answering(200, [(b"content-length", b"1")], b"x")
+
+    async def renewed(read_now: Any, seen: list[bytes], send: Any) -> None:
+        await asyncio.sleep(0.1)
+        state.default_headers = [(b"date", b"second")]  # as uvicorn's server does once a second
+        await send(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+
+    (raw,) = _serve_one(app, b"GET / HTTP/1.1\r\nhost: x\r\n\r\n", renewed, state=state)
+    assert [headers["date"] for _, headers, _ in _parsed(raw)] == ["first", "second"]
+
+
+def test_a_kept_alive_connection_left_silent_is_closed_after_the_keep_alive_time() -> None:
+    app = _answering(200, [(b"content-length", b"1")], b"x")
+    t0 = time.monotonic()
+    (raw,) = _serve_one(app, b"GET / HTTP/1.1\r\nhost: x\r\n\r\n", _nothing, keep_alive=0.3, header_timeout=5)
+    assert raw.endswith(b"\r\n\r\nx") and time.monotonic() - t0 < 4  # closed, silently, long before the head deadline
+
+
+def test_a_head_begun_within_the_keep_alive_time_gets_the_rest_of_the_head_deadline() -> None:
+    app = _answering(200, [(b"content-length", b"1")], b"x")
+
+    async def slow_head(read_now: Any, seen: list[bytes], send: Any) -> None:
+        await asyncio.sleep(0.1)
+        await send(b"GET / HT")  # begun, never finished
+
+    (raw,) = _serve_one(app, b"GET / HTTP/1.1\r\nhost: x\r\n\r\n", slow_head, keep_alive=0.3, header_timeout=1.0)
+    first, second = _parsed(raw)
+    assert first[2] == b"x" and second[0] == 408 and "client_timeout" in second[2].decode()
 
 
 def test_the_supervisor_internals_serve_py_relies_on_are_there() -> None:

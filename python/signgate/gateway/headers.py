@@ -144,8 +144,9 @@ RELAYED = [
     (b"x-content-type-options", b"nosniff"),
     (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'; sandbox"),
 ]
-# What uvicorn refuses to write (it raises mid-response): header names that are not tokens,
-# values with control characters. llhttp's lenient corners may let some through from an upstream.
+# What an ASGI server refuses to write (signgate serve's protocol and uvicorn's raise mid-response):
+# header names that are not tokens, values with control characters. llhttp's lenient corners may
+# let some through from an upstream.
 _BAD_NAME = re.compile(rb'[\x00-\x1f\x7f()<>@,;:\\\[\]={} \t"]')
 _BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
@@ -204,7 +205,7 @@ def _downstream(name: bytes) -> bool:
 
 def relayable(status: int, headers: list[tuple[bytes, bytes]]) -> bool:
     """False for an answer that HTTP cannot carry on: a status outside 200..599 (a 101 would
-    switch the client's connection to a protocol nobody speaks), or a header uvicorn would
+    switch the client's connection to a protocol nobody speaks), or a header the server would
     refuse to write after the response had begun."""
     if not 200 <= status <= 599:
         return False
