@@ -391,6 +391,20 @@ def test_a_kept_alive_connection_left_silent_is_closed_after_the_keep_alive_time
     assert raw.endswith(b"\r\n\r\nx") and time.monotonic() - t0 < 4  # closed, silently, long before the head deadline
 
 
+def test_each_request_moves_the_deadlines_of_a_kept_alive_connection() -> None:
+    app = _answering(200, [(b"content-length", b"1")], b"x")
+
+    async def steady(read_now: Any, seen: list[bytes], send: Any) -> None:
+        for _ in range(4):  # 0.8 s in all: past every deadline counted from the first request
+            await asyncio.sleep(0.2)
+            await send(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+
+    t0 = time.monotonic()
+    (raw,) = _serve_one(app, b"GET / HTTP/1.1\r\nhost: x\r\n\r\n", steady, keep_alive=0.3, header_timeout=0.5)
+    assert [status for status, _, _ in _parsed(raw)] == [200] * 5  # all answered, then closed silently
+    assert time.monotonic() - t0 < 3
+
+
 def test_a_head_begun_within_the_keep_alive_time_gets_the_rest_of_the_head_deadline() -> None:
     app = _answering(200, [(b"content-length", b"1")], b"x")
 

@@ -350,8 +350,11 @@ class GatewayHttpProtocol(asyncio.Protocol):
         "_read_paused",
         "_running",
         "_server",
+        "_silent_for",
         "_timer",
+        "_timer_at",
         "_trailer_bytes",
+        "_waiting",
         "_writable",
         "_write_timer",
         "app",
@@ -397,7 +400,10 @@ class GatewayHttpProtocol(asyncio.Protocol):
         self._server: tuple[str, int] | None = None
         self._client: tuple[str, int] | None = None
         self._timer: asyncio.TimerHandle | None = None  # the head deadline, or the idle keep-alive
-        self._idle_since = 0.0
+        self._timer_at = 0.0  # when it fires
+        self._waiting = True  # for a request's head: not running one
+        self._idle_since = 0.0  # since when
+        self._silent_for = 0.0  # how long the connection may then stay silent
         self._in_head = True  # from the end of one request (or the connection's start) to the end of the next head
         self._head_started = False  # a byte of that next head has arrived
         self._head_bytes = 0
@@ -536,7 +542,7 @@ class GatewayHttpProtocol(asyncio.Protocol):
             logger.info("closed a connection that pipelined more than %d requests", MAX_PIPELINED)
             self.transport.close()
             raise _TooManyPipelined
-        self._cancel_timer()
+        self._waiting = False  # the deadlines end here (the timer, if pending, will find it so)
         self._in_head = self._head_started = False
         self._head_bytes = 0
         self._heads_done += 1
@@ -648,12 +654,24 @@ class GatewayHttpProtocol(asyncio.Protocol):
 
     # -- deadlines -------------------------------------------------------------------------------------
 
-    def _arm(self, delay: float) -> None:
+    # One timer per connection, not one per request: a request's end moves the deadlines, and the
+    # timer, armed once, finds out when it fires whether they have passed (then it acts) or not
+    # (then it waits for the rest). Re-arming it for every request of a kept-alive connection cost
+    # more than the rest of the deadline's work.
+
+    def _arm(self, silent_for: float) -> None:
         """From now (the connection's start, or a response's end), the next request's head has
-        ``header_timeout`` seconds; and a connection that stays silent, ``delay``."""
+        ``header_timeout`` seconds; and a connection that stays silent, ``silent_for``."""
+        now = self.loop.time()
+        self._waiting = True
+        self._idle_since, self._silent_for = now, silent_for
+        if self._timer is None or self._timer_at > now + silent_for:
+            self._schedule(now + silent_for)
+
+    def _schedule(self, at: float) -> None:
         self._cancel_timer()
-        self._idle_since = self.loop.time()
-        self._timer = self.loop.call_later(delay, self._timed_out)
+        self._timer_at = at
+        self._timer = self.loop.call_at(at, self._timed_out)
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
@@ -662,18 +680,20 @@ class GatewayHttpProtocol(asyncio.Protocol):
 
     def _timed_out(self) -> None:
         self._timer = None
-        if self.transport.is_closing():
-            return
-        if not self._head_started:  # silent: a kept-alive connection nobody uses
+        if self.transport.is_closing() or not self._waiting:
+            return  # a request runs: its response's end arms the deadlines again
+        if self._head_started:
+            deadline = self._idle_since + self.header_timeout
+        else:
+            deadline = self._idle_since + min(self._silent_for, self.header_timeout)
+        if self.loop.time() < deadline:
+            self._schedule(deadline)
+        elif not self._head_started:  # silent: a kept-alive connection nobody uses
             self.transport.close()
-            return
-        left = self._idle_since + self.header_timeout - self.loop.time()
-        if left > 0:  # a head began within the keep-alive time: it has the rest of its own
-            self._timer = self.loop.call_later(left, self._timed_out)
-            return
-        logger.info("closed a connection whose request head took longer than %g s", self.header_timeout)
-        message = f"the request headers did not arrive within {self.header_timeout:g} s"
-        self._refuse(b"408 Request Timeout", "client_timeout", message)
+        else:
+            logger.info("closed a connection whose request head took longer than %g s", self.header_timeout)
+            message = f"the request headers did not arrive within {self.header_timeout:g} s"
+            self._refuse(b"408 Request Timeout", "client_timeout", message)
 
     def _cancel_write_timer(self) -> None:
         if self._write_timer is not None:
