@@ -54,8 +54,9 @@ class Target(NamedTuple):
 
 
 class Response:
-    """One upstream answer: ``status`` and raw ``headers`` once :meth:`wait_head` returns, then the
-    body through :meth:`read` until it returns ``b""``. :meth:`aclose` must follow, always."""
+    """One upstream answer: ``status`` and ``headers`` (names in lower case) once :meth:`wait_head`
+    returns, then the body through :meth:`read` until it returns ``b""``. :meth:`aclose` must
+    follow, always."""
 
     __slots__ = (
         "_buffer",
@@ -153,10 +154,10 @@ class Response:
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.header_bytes += len(name) + len(value) + 4
-        lowered = name.lower()
-        if lowered == b"content-length":
+        name = name.lower()
+        if name == b"content-length":
             self.length_known = True
-        elif lowered == b"transfer-encoding" and b"chunked" in value.lower():
+        elif name == b"transfer-encoding" and b"chunked" in value.lower():
             self.chunked = True
         self.headers.append((name, value))
 
