@@ -50,10 +50,24 @@ from signgate import Signer
 from signgate.revocation import Attribution, RevocationTable
 
 HERE = Path(__file__).resolve().parent
-PROXY_CORE, LOAD_CORE, BOTH_CORES = "0", "1", "0,1"
+PROXY_CORE, LOAD_CORE = "0", "1"
 KEY_ID, SECRET, API_KEY = "bench", "bench-secret-not-for-production", "sk-bench"
 EVENTS, STREAM_MS, RAMP = 20, 3000, 1000  # per stream; its length; streams opened per 100 ms
 LEVELS = (1000, 5000, 9000)
+CORES = len(os.sched_getaffinity(0))
+ALL_CORES = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
+#: signgate's --workers beyond one, measured beside the one pinned worker: up to the cores available.
+WORKER_COUNTS = sorted({n for n in (2, 4, 8, 16, CORES) if 2 <= n <= CORES})
+
+
+def workers_row(n: int) -> str:
+    """A multi-worker signgate's name in the small-request tables."""
+    return f"signgate, --workers {n} (all cores)"
+
+
+def workers_proxy(n: int) -> str:
+    """A multi-worker signgate's name in the stream tables."""
+    return f"signgate ×{n}"
 
 
 # -- processes and CPU accounting ----------------------------------------------------------------
@@ -299,7 +313,7 @@ def gateway(tmp: Path, upstreams: Sequence[int], workers: int = 1, name: str = "
         argv,
         port,
         tmp,
-        PROXY_CORE if workers == 1 else BOTH_CORES,
+        PROXY_CORE if workers == 1 else ALL_CORES,
         env={"BENCH_SECRET": SECRET, "BENCH_API_KEY": API_KEY},
         stdout=tmp / f"{name}-access.log",
         signs=True,
@@ -471,6 +485,18 @@ def logged_outcomes(log: Path, offset: int) -> dict[str, int]:
     return dict(outcomes)
 
 
+def stream_proxy(tmp: Path, static_port: int, sse_port: int, name: str) -> Proc:
+    """A fresh proxy for one stream run, by its name in the stream tables."""
+    if name == "nginx":
+        return nginx_proxy(tmp, static_port, sse_port, name="nginx-streams")
+    if name == "Signway":
+        return signway(tmp, name="signway-streams")
+    if name == "signgate":
+        return gateway(tmp, [sse_port], name="signgate-streams")
+    workers = int(name.rsplit("×", 1)[1])
+    return gateway(tmp, [sse_port], workers=workers, name=f"signgate-w{workers}-streams")
+
+
 def streams(
     plan: Plan, tmp: Path, static_port: int, sse_port: int, proxies: Sequence[str]
 ) -> dict[tuple[int, str], list[dict[str, Any]]]:
@@ -480,11 +506,7 @@ def streams(
             for name in proxies:
                 progress(f"  {n:,} streams, run {run + 1}/{plan.stream_runs}: {name}")
                 plan.settle()
-                proxy = {
-                    "nginx": lambda: nginx_proxy(tmp, static_port, sse_port, name="nginx-streams"),
-                    "Signway": lambda: signway(tmp, name="signway-streams"),
-                    "signgate": lambda: gateway(tmp, [sse_port], name="signgate-streams"),
-                }[name]()
+                proxy = stream_proxy(tmp, static_port, sse_port, name)
                 result = stream_run(proxy, sse_port, n)
                 if result["completed"] != n or result["errors"]:
                     progress(
@@ -593,9 +615,10 @@ def report(
         targets.append(f"≥ 0.5× Signway's (issue 18) — {verdict(vs_sw >= 0.5)} ({vs_sw:.3f}×)")
     out += [
         "",
-        "Latency percentiles and busy shares are medians over the runs. `--workers 2` is not pinned: its two "
-        "workers use both cores and compete with wrk and the upstream for core 1, so it is not comparable with "
-        f"the pinned rows. Other load: {other_load(small)} cores.",
+        "Latency percentiles and busy shares are medians over the runs. signgate with `--workers N` is not "
+        "pinned: its workers use every core and compete with wrk and the upstream for core 1, so it is not "
+        f"comparable with the pinned rows (see *Scaling with --workers* below). Other load: {other_load(small)} "
+        "cores.",
         "",
         "Targets: " + "; ".join(targets) + ".",
     ]
@@ -679,7 +702,53 @@ def report(
         "",
         f"Targets (signgate, {LEVELS[-1]:,} streams): " + "; ".join(targets) + ".",
     ]
+    out += scaling(small, stream)
     return "\n".join(out)
+
+
+def scaling(small: Runs, stream: dict[tuple[int, str], list[dict[str, Any]]]) -> list[str]:
+    """One worker pinned to its core against --workers N on every core: small requests, and the
+    most streams held at once and events relayed per second at the top stream level."""
+    if not WORKER_COUNTS:
+        return ["", f"*Scaling with --workers*: this machine has {CORES} core, so there is nothing to scale to."]
+    top = LEVELS[-1]
+    one_rps = [r["rps"] for r in small[GW1]]
+    one_streams = stream[(top, "signgate")]
+
+    def events_per_s(runs: list[dict[str, Any]]) -> list[float]:
+        return [r["events"] / r["duration_s"] for r in runs]
+
+    out = [
+        "",
+        f"### Scaling with --workers, 1 to {CORES} (the cores available)",
+        "",
+        f"| signgate | small requests/s | vs 1 worker | most of {top:,} streams in flight at once | vs 1 worker | "
+        "events relayed per s | vs 1 worker | last stream done s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    rows = [(1, GW1, "signgate")] + [(n, workers_row(n), workers_proxy(n)) for n in WORKER_COUNTS]
+    for n, small_name, stream_name in rows:
+        rps = [r["rps"] for r in small[small_name]]
+        runs = stream[(top, stream_name)]
+        held = [float(r["plateau_streams"]) for r in runs]
+        rate = events_per_s(runs)
+        same = n == 1
+        out.append(
+            f"| {'1 worker (core 0)' if same else f'{n} workers (all cores)'} | {fmt(rps, ',.0f')} | "
+            f"{'—' if same else fmt(ratios(rps, one_rps), '.2f') + '×'} | {fmt(held, ',.0f')} | "
+            f"{'—' if same else fmt(ratios(held, [float(r['plateau_streams']) for r in one_streams]), '.2f') + '×'} | "
+            f"{fmt(rate, ',.0f')} | {'—' if same else fmt(ratios(rate, events_per_s(one_streams)), '.2f') + '×'} | "
+            f"{fmt([r['duration_s'] for r in runs], '.1f')} |"
+        )
+    out += [
+        "",
+        "One worker has core 0 to itself while the load generator and the upstreams use core 1; with N workers "
+        "the gateway shares every core with them, so on this machine the second worker gains less than a core. "
+        "Events relayed per second: all events of all streams over the time from the first connection to the "
+        "last stream's end. The workers share one listening socket, each accepting what it can; memory per "
+        "stream, in the stream table, is the sum of the workers' growth.",
+    ]
+    return out
 
 
 # -- the revocation check ----------------------------------------------------------------------------
@@ -941,7 +1010,7 @@ def main() -> int:
     command = " ".join([".venv/bin/python bench/bench_gateway.py", *sys.argv[1:]])
     progress(
         f"gateway benchmark: proxy under test on core {PROXY_CORE}; load generator and upstreams on core "
-        f"{LOAD_CORE}; signgate --workers 2 on cores {BOTH_CORES}"
+        f"{LOAD_CORE}; signgate with --workers {', '.join(map(str, WORKER_COUNTS)) or '(none: one core)'} on all cores"
     )
 
     if args.only == "revocation":
@@ -958,8 +1027,9 @@ def main() -> int:
             proxy = nginx_proxy(tmp, static.port, sse.port)
             sw = signway(tmp) if has_signway else None
             gw1 = gateway(tmp, [static.port, sse.port])
-            gw2 = gateway(tmp, [static.port, sse.port], workers=2, name="signgate-w2")
-            with running(*[p for p in (proxy, sw, gw1, gw2) if p is not None]):
+            upstreams = [static.port, sse.port]
+            several = {n: gateway(tmp, upstreams, workers=n, name=f"signgate-w{n}") for n in WORKER_COUNTS}
+            with running(*[p for p in (proxy, sw, gw1, *several.values()) if p is not None]):
                 targets: Targets = {
                     DIRECT: (one_kb, list),
                     NGINX: (f"http://127.0.0.1:{proxy.port}/1k", proxy.workers),
@@ -967,7 +1037,8 @@ def main() -> int:
                 if sw is not None:
                     targets[SIGNWAY] = (signed(sw.port, one_kb), sw.workers)
                 targets[GW1] = (signed(gw1.port, one_kb), gw1.workers)
-                targets[f"signgate, --workers 2 (cores {BOTH_CORES})"] = (signed(gw2.port, one_kb), gw2.workers)
+                for n, gw in several.items():
+                    targets[workers_row(n)] = (signed(gw.port, one_kb), gw.workers)
                 progress("small requests")
                 small = small_requests(plan, targets)
                 progress("added latency")
@@ -977,6 +1048,7 @@ def main() -> int:
                     raise RuntimeError(f"{log} wrote no log: the runs must log as in production")
             progress("streams")
             proxies = ["nginx", "Signway", "signgate"] if sw is not None else ["nginx", "signgate"]
+            proxies += [workers_proxy(n) for n in WORKER_COUNTS]
             stream = streams(plan, tmp, static.port, sse.port, proxies)
             progress("revocation check")
             revocation_runs, lookups = revocation_check(plan, tmp, static.port)
