@@ -144,3 +144,20 @@ def test_a_refused_signature_logs_no_part_of_the_url(config: GatewayConfig) -> N
     request = sign("http://127.0.0.1:9/v1/secret-path?api_key=leak")
     entry = logged(request, config, body=b'{"prompt":"private words!"}')
     assert (entry["status"], entry["code"]) == (401, "body_mismatch")
+
+
+def test_request_ids_are_distinct_and_differ_in_a_forked_child() -> None:
+    import os
+
+    ids = {Exchange.start("GET").request_id for _ in range(10_000)}
+    assert len(ids) == 10_000 and all(len(i) == 16 and int(i, 16) >= 0 for i in ids)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: the id it would give next
+        os.write(write, Exchange.start("GET").request_id.encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 16).decode()
+    os.close(read)
+    os.close(write)
+    assert child != Exchange.start("GET").request_id  # not the parent's sequence replayed
