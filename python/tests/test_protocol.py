@@ -434,3 +434,23 @@ def test_the_supervisor_internals_serve_py_relies_on_are_there() -> None:
     assert "self.process = " in inspect.getsource(Process.__init__)
     assert callable(getattr(uvicorn.Config, "bind_socket", None))
     assert "sockets" in inspect.signature(uvicorn.Server.serve).parameters
+
+
+@pytest.mark.parametrize("target", [b"http://example.test", b"http://example.test?x=1", b"HTTP://EXAMPLE.TEST:80"])
+def test_an_absolute_form_target_without_a_path_is_served_as_slash_with_nothing_logged(
+    target: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    # llhttp accepts it (RFC 9112 3.2.2; an empty path is "/", 3.3) but parse_url gives no path:
+    # it was an AttributeError inside the parser's callback, logged with a traceback per request.
+    seen: list[tuple[str, bytes, bytes]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append((scope["path"], scope["raw_path"], scope["query_string"]))
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    request = b"GET " + target + b" HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+    (raw,) = _serve_one(app, request, _nothing)
+    assert [status for status, _, _ in _parsed(raw)] == [200]
+    assert seen == [("/", b"/", b"x=1" if b"?" in target else b"")]
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")], caplog.text

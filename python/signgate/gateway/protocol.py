@@ -552,7 +552,8 @@ class GatewayHttpProtocol(asyncio.Protocol):
         version = parser.get_http_version()
         url = httptools.parse_url(self.url)
         self.url = b""  # not held while the request runs (a signed URL is long)
-        raw_path = url.path
+        # An absolute-form target may have no path ("http://host"): its path is "/" (RFC 9112 3.3).
+        raw_path = url.path or b"/"
         path = raw_path.decode("ascii")
         if "%" in path:
             path = urllib.parse.unquote(path)
