@@ -454,3 +454,16 @@ def test_an_absolute_form_target_without_a_path_is_served_as_slash_with_nothing_
     assert [status for status, _, _ in _parsed(raw)] == [200]
     assert seen == [("/", b"/", b"x=1" if b"?" in target else b"")]
     assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")], caplog.text
+
+
+def test_an_http_1_0_client_never_gets_a_100_continue() -> None:
+    # RFC 9110 10.1.1 and 15.2: a 100-continue expectation in an HTTP/1.0 request is ignored, and no
+    # 1xx is sent to an HTTP/1.0 client, which would take it for the final answer.
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        message = await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"3")]})
+        await send({"type": "http.response.body", "body": message["body"]})
+
+    request = b"POST / HTTP/1.0\r\nhost: x\r\ncontent-length: 3\r\nexpect: 100-continue\r\n\r\nabc"
+    (raw,) = _serve_one(app, request, _nothing)
+    assert raw.startswith(b"HTTP/1.1 200 ") and raw.endswith(b"\r\n\r\nabc") and b" 100 " not in raw, raw

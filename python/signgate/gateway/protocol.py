@@ -574,7 +574,8 @@ class GatewayHttpProtocol(asyncio.Protocol):
         }
         keep_alive = version != "1.0" and parser.should_keep_alive()
         previous = self.cycle
-        self.cycle = cycle = Cycle(self, scope, keep_alive, self._expect_100)
+        # An HTTP/1.0 client gets no 1xx answer (RFC 9110 15.2): it would take it for the final one.
+        self.cycle = cycle = Cycle(self, scope, keep_alive, self._expect_100 and version != "1.0")
         if previous is None or previous.response_complete:
             self._start(cycle)
         else:  # pipelined behind a request still running: it waits, and so does reading
