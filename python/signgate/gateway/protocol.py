@@ -544,13 +544,16 @@ class GatewayHttpProtocol(asyncio.Protocol):
             logger.info("closed a connection that pipelined more than %d requests", MAX_PIPELINED)
             self.transport.close()
             raise _TooManyPipelined
+        # First what may refuse the request (HttpParserInvalidURLError: llhttp accepts targets such as
+        # "http://h:99999/" that parse_url does not), while the connection still reads a head: the
+        # refusal must not be taken for the running request's answer (see _refuse).
+        url = httptools.parse_url(self.url)
         self._waiting = False  # the deadlines end here (the timer, if pending, will find it so)
         self._in_head = self._head_started = False
         self._head_bytes = 0
         self._heads_done += 1
         parser = self.parser
         version = parser.get_http_version()
-        url = httptools.parse_url(self.url)
         self.url = b""  # not held while the request runs (a signed URL is long)
         # An absolute-form target may have no path ("http://host"): its path is "/" (RFC 9112 3.3).
         raw_path = url.path or b"/"
