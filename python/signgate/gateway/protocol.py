@@ -10,7 +10,10 @@ On top of what uvicorn does, it bounds what a hostile client can hold:
 - the request head must be complete within ``header_timeout`` seconds of the connection opening
   or of the previous response ending; otherwise the connection is closed (with a 408 if part of
   a head had arrived); a kept-alive connection with no byte of a next request is closed after
-  uvicorn's ``timeout_keep_alive``;
+  uvicorn's ``timeout_keep_alive``. That includes the rest of a request body still arriving after
+  its answer (a refusal given before the body was read): it is read and dropped for that long, as
+  nginx's lingering close does, and not for as long as a client keeps trickling it (uvicorn's
+  timer restarted on every byte);
 - a head that grows past ``max_head_bytes`` is answered 431 and the connection closed, without
   waiting for its end; so is a chunked body's trailer section, whose fields are dropped (RFC 9110
   6.5.1: trailers never join the request's headers);
