@@ -103,7 +103,7 @@ def report(rps: dict[str, list[float]], cpu: dict[str, list[float]], runs: int, 
         f"Reproduce: `.venv/bin/python {script}`. `wrk -t 1 -c 64 -d {seconds:g}s` for the 1 KB file, {runs} "
         "rounds, every row taking its turn in each round; the proxy on core 0, wrk and the upstream (nginx) on "
         "core 1. CPU is the proxy's (user + system) per request; *added* is the median of the per-round "
-        "differences from the row above.",
+        "differences from the row it names.",
         "",
         "| server | what it is | requests/s | vs Signway | CPU µs per request | added µs |",
         "|---|---|---:|---:|---:|---:|",
