@@ -207,9 +207,13 @@ def relayable(status: int, headers: list[tuple[bytes, bytes]]) -> bool:
     """False for an answer that HTTP cannot carry on: a status outside 200..599 (a 101 would
     switch the client's connection to a protocol nobody speaks), or a header the server would
     refuse to write after the response had begun."""
-    if not 200 <= status <= 599:
-        return False
-    # One search over all names and one over all values (a tab is allowed in values).
+    return 200 <= status <= 599 and writable(headers)
+
+
+def writable(headers: Sequence[tuple[bytes, bytes]]) -> bool:
+    """Whether every name is a token and no value holds a control character (a tab aside): what
+    an HTTP/1.1 head can carry without one header being read as two."""
+    # One search over all names and one over all values.
     return not (
         _BAD_NAME.search(b"".join(name for name, _ in headers))
         or _BAD_VALUE.search(b"\t".join(value for _, value in headers))

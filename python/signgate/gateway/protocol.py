@@ -43,7 +43,6 @@ import http
 import json
 import logging
 import os
-import re
 import urllib.parse
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -52,6 +51,7 @@ import httptools
 
 from .asgi import ABORT, CLIENT_LOST, COALESCE, Message, Scope
 from .config import GatewayConfig
+from .headers import writable
 
 if TYPE_CHECKING:
     from uvicorn import Config
@@ -81,9 +81,6 @@ def _status_line(status: int) -> bytes:
 
 STATUS_LINE = {status: _status_line(status) for status in range(100, 600)}
 _ASGI = {"version": "3.0", "spec_version": "2.3"}  # the same for every request: one dict, not one each
-# What may not be written as a header name (not a token) or value (control characters).
-_BAD_NAME = re.compile(rb'[\x00-\x1f\x7f()<>@,;:\\\[\]={} \t"]')
-_BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 # How a response's body is delimited (RFC 9112 6.3).
@@ -286,10 +283,8 @@ class Cycle:
 
     def _head(self, status: int, headers: Any) -> bytes:
         headers = [*self._connection.server_state.default_headers, *headers]  # uvicorn renews Date each second
-        if _BAD_NAME.search(b"".join(name for name, _ in headers)):
-            raise RuntimeError("Invalid HTTP header name.")
-        if _BAD_VALUE.search(b"\t".join(value for _, value in headers)):
-            raise RuntimeError("Invalid HTTP header value.")
+        if not writable(headers):
+            raise RuntimeError("Invalid HTTP header name or value.")
         lines = [STATUS_LINE[status]]
         closing = False
         framing = None
