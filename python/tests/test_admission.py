@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from typing import TypeVar
 
 import pytest
@@ -15,6 +14,7 @@ from conftest import FakeClock
 from hypothesis import example, given
 from hypothesis import strategies as st
 from servers import Server, free_port, start_redis
+from stores import Run, store_runner, unique
 
 from signgate import Policy, Signer, Verifier
 from signgate.errors import LimitExceeded, MalformedRequest, Replayed, Revoked, StoreUnavailable
@@ -182,31 +182,10 @@ def redis() -> Iterator[Server]:
     server.stop()
 
 
-Run = Callable[[Callable[[Store], Awaitable[T]]], T]
-
-
 @pytest.fixture(params=["memory", "redis"])
 def run(request: pytest.FixtureRequest) -> Run[None]:
     """Run ``test(store)`` on a fresh store of the parametrised kind, in its own event loop."""
-
-    def runner(test: Callable[[Store], Awaitable[None]]) -> None:
-        async def main() -> None:
-            if request.param == "memory":
-                store: Store = MemoryStore()
-            else:
-                store = RedisStore(f"redis://127.0.0.1:{request.getfixturevalue('redis').port}/0")
-            try:
-                await test(store)
-            finally:
-                await store.close()
-
-        asyncio.run(main())
-
-    return runner
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{time.time_ns()}"
+    return store_runner(request)
 
 
 def admitter(store: Store, metrics: Metrics | None = None, *, fail_open: bool = False, now: float = NOW) -> Admitter:

@@ -20,6 +20,7 @@ import pytest
 from gateway_client import Reply, call, send, usage_of
 from raw_http import Response, exchange, parse_responses, request_bytes
 from servers import HERE, Server, free_port, start_gateway
+from stores import unique
 
 from signgate import Policy, SignedRequest, Signer
 from signgate.gateway.admission import Extensions, limit_scopes
@@ -71,10 +72,6 @@ def requests_upstream(upstream: Server) -> int:
 
 def chat_body(**extra: object) -> dict[str, object]:
     return {"model": "m", "stream": True, "messages": [{"role": "user", "content": "count to ten"}], **extra}
-
-
-def unique(name: str) -> str:
-    return f"{name}-{time.time_ns()}"
 
 
 # -- budgets: every body, every answer shape is charged --------------------------------------------

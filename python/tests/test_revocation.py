@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 import pytest
 import redis as redis_py
 from servers import Server, start_redis
+from stores import Run, store_runner, unique
 
 from signgate import Revoker
 from signgate.errors import RevocationError, Revoked, StoreError
@@ -32,29 +33,10 @@ def redis() -> Iterator[Server]:
     server.stop()
 
 
-def unique(prefix: str) -> str:
-    return f"{prefix}-{time.time_ns()}"
-
-
 @pytest.fixture(params=["memory", "redis"])
-def run(request: pytest.FixtureRequest) -> Callable[[Callable[[Store], Awaitable[T]]], T]:
+def run(request: pytest.FixtureRequest) -> Run[T]:
     """Run ``test(store)`` on a fresh store of each kind (Redis in a namespace of its own)."""
-
-    def runner(test: Callable[[Store], Awaitable[T]]) -> T:
-        async def main() -> T:
-            if request.param == "memory":
-                store: Store = MemoryStore()
-            else:
-                server = request.getfixturevalue("redis")
-                store = RedisStore(f"redis://127.0.0.1:{server.port}/0", namespace=unique("ns"))
-            try:
-                return await test(store)
-            finally:
-                await store.close()
-
-        return asyncio.run(main())
-
-    return runner
+    return store_runner(request)
 
 
 def attributed(key: str = "app", tenant: str | None = None, user: str | None = None, nonce: str | None = None,

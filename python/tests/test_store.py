@@ -8,14 +8,14 @@ differently here from the other and fails. At the end, what only the memory stor
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 import pytest
 from servers import Server, start_redis
+from stores import Run, store_runner, unique
 
-from signgate.gateway.store import Limits, MemoryStore, Nonce, RedisStore, Scope, Store
+from signgate.gateway.store import Limits, MemoryStore, Nonce, Scope, Store
 
 T = TypeVar("T")
 NOW = 1_800_000_020.0  # 20 s into a minute, 8 h 0 min 20 s into a UTC day
@@ -29,28 +29,9 @@ def redis() -> Iterator[Server]:
 
 
 @pytest.fixture(params=["memory", "redis"])
-def run(request: pytest.FixtureRequest) -> Callable[[Callable[[Store], Awaitable[T]]], T]:
+def run(request: pytest.FixtureRequest) -> Run[T]:
     """Run ``test(store)`` on a fresh store of the parametrised kind, in its own event loop."""
-
-    def runner(test: Callable[[Store], Awaitable[T]]) -> T:
-        async def main() -> T:
-            if request.param == "memory":
-                store: Store = MemoryStore()
-            else:
-                server = request.getfixturevalue("redis")
-                store = RedisStore(f"redis://127.0.0.1:{server.port}/0")
-            try:
-                return await test(store)
-            finally:
-                await store.close()
-
-        return asyncio.run(main())
-
-    return runner
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{time.time_ns()}"
+    return store_runner(request)
 
 
 def test_a_nonce_is_admitted_as_often_as_it_may_be_used(run: Callable[..., None]) -> None:
