@@ -9,6 +9,7 @@ What it cannot show is how bytes reach a socket: the tests through a real server
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from signgate import SignedRequest
@@ -76,3 +77,28 @@ def scope(
         "headers": headers,
         "extensions": extensions or {},
     }
+
+
+Callback = Callable[[], None] | None
+
+
+class ClientLost:
+    """The extension as the protocol offers it: registers one callback, or says the client is
+    gone already; called with None, it forgets the callback."""
+
+    def __init__(self, gone: bool = False) -> None:
+        self.gone = gone
+        self.callback: Callback = None
+        self.calls: list[Callback] = []
+
+    def __call__(self, callback: Callback) -> bool:
+        self.calls.append(callback)
+        if self.gone:
+            return True
+        self.callback = callback
+        return False
+
+    def lose(self) -> None:
+        self.gone = True
+        if self.callback is not None:
+            self.callback()

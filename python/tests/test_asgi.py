@@ -5,36 +5,12 @@ under any other server; ``break_off`` and ``coalesce``."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any
 
 import pytest
+from asgi_client import ClientLost
 
 from signgate.gateway.asgi import ABORT, CLIENT_LOST, COALESCE, HangUp, break_off, coalesce
-
-Callback = Callable[[], None] | None
-
-
-class ClientLost:
-    """The extension as the protocol offers it: registers one callback, or says the client is
-    gone already; called with None, it forgets the callback."""
-
-    def __init__(self, gone: bool = False) -> None:
-        self.gone = gone
-        self.callback: Callback = None
-        self.calls: list[Callback] = []
-
-    def __call__(self, callback: Callback) -> bool:
-        self.calls.append(callback)
-        if self.gone:
-            return True
-        self.callback = callback
-        return False
-
-    def lose(self) -> None:
-        self.gone = True
-        if self.callback is not None:
-            self.callback()
 
 
 async def relay_until_cancelled(hang_up: HangUp, started: asyncio.Event) -> str:

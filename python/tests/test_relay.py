@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-from asgi_client import Peer
+from asgi_client import ClientLost, Peer
 from servers import free_port
 
 from signgate.errors import UpstreamTimedOut, UpstreamUnreachable
@@ -488,25 +488,6 @@ def silent_after(first: bytes) -> Handler:
         await upstream.wait_eof(reader)
 
     return handler
-
-
-class ClientLost:
-    """signgate serve's client_lost extension: one callback, run when the connection is lost."""
-
-    def __init__(self, gone: bool = False) -> None:
-        self.gone = gone
-        self.callback: Callable[[], None] | None = None
-
-    def __call__(self, callback: Callable[[], None] | None) -> bool:
-        if self.gone:
-            return True
-        self.callback = callback
-        return False
-
-    def lose(self) -> None:
-        self.gone = True
-        if self.callback is not None:
-            self.callback()
 
 
 @pytest.mark.parametrize("when", ["before the head", "mid-stream"])
