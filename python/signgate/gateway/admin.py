@@ -26,7 +26,6 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -36,6 +35,7 @@ from ..revocation import KINDS, one_subject
 from .app import Gateway
 from .asgi import Receive, Scope, Send
 from .body import BufferBudget, ClientGone, read_body
+from .exchange import request_id as new_request_id
 from .refusals import answer
 from .request import read_head
 
@@ -77,7 +77,7 @@ class Admin:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        request_id = os.urandom(8).hex()
+        request_id = new_request_id()
         try:
             status, result = await self._handle(scope, receive)
         except Refusal as refusal:

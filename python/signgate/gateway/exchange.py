@@ -11,6 +11,13 @@ from random import getrandbits
 from .config import KeyConfig
 
 
+def request_id() -> str:
+    """A new request id: 16 hex digits. It only tells requests apart (it is no secret, and grants
+    nothing), so it comes from the random module's generator, seeded from the system and again in
+    a forked child, without the system call per request that os.urandom makes."""
+    return f"{getrandbits(64):016x}"
+
+
 @dataclass(slots=True)
 class Exchange:
     """One request and its answer, as far as they are known. The access log line holds no query
@@ -31,11 +38,8 @@ class Exchange:
 
     @classmethod
     def start(cls, method: str) -> Exchange:
-        # Positional: a dataclass's keyword call costs measurably more on every request. The id
-        # only tells requests apart (it is no secret, and grants nothing): the random module's
-        # generator, seeded from the system and again in a forked child, without a system call
-        # per request as os.urandom would make.
-        return cls(f"{getrandbits(64):016x}", method, time.perf_counter())
+        # Positional: a dataclass's keyword call costs measurably more on every request.
+        return cls(request_id(), method, time.perf_counter())
 
     def log_line(self) -> str:
         """The access log line: exactly what ``json.dumps`` of these fields gives, for ~60% of its

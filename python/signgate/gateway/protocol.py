@@ -42,7 +42,6 @@ import asyncio
 import http
 import json
 import logging
-import os
 import urllib.parse
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -51,6 +50,7 @@ import httptools
 
 from .asgi import ABORT, CLIENT_LOST, COALESCE, Message, Scope
 from .config import GatewayConfig
+from .exchange import request_id
 from .headers import writable
 
 if TYPE_CHECKING:
@@ -129,7 +129,7 @@ class _Coalescing:
 
 
 def _error_response(status: bytes, code: str, message: str) -> bytes:
-    body = json.dumps({"error": {"code": code, "message": message, "request_id": os.urandom(8).hex()}}).encode()
+    body = json.dumps({"error": {"code": code, "message": message, "request_id": request_id()}}).encode()
     return b"".join(
         [
             b"HTTP/1.1 " + status + b"\r\n",
