@@ -37,10 +37,11 @@ ROWS: list[tuple[str, str, int | None]] = [
 ]
 
 
-def layer(tmp: Path, name: str, upstream: int, extra: list[str] | None = None, **kw: object) -> bg.Proc:
+def layer(tmp: Path, name: str, upstream: int) -> bg.Proc:
+    """One of _layers.py's servers on the proxy core; it answers the upstream's /1k once up."""
     port = free_port()
-    argv = [sys.executable, str(HERE / "_layers.py"), name, str(port), str(upstream), *(extra or [])]
-    return bg.Proc(f"layer-{name}", argv, port, tmp, bg.PROXY_CORE, **kw)  # type: ignore[arg-type]
+    argv = [sys.executable, str(HERE / "_layers.py"), name, str(port), str(upstream)]
+    return bg.Proc(f"layer-{name}", argv, port, tmp, bg.PROXY_CORE, probe=("GET", "/1k"))
 
 
 def main() -> int:
@@ -59,23 +60,18 @@ def main() -> int:
         static = bg.static_upstream(tmp)
         one_kb = f"http://127.0.0.1:{static.port}/1k"
         with bg.running(static):
-            gw = bg.gateway(tmp, [static.port])
             procs: dict[str, bg.Proc] = {
                 ROWS[0][0]: bg.nginx_proxy(tmp, static.port, static.port),
                 ROWS[1][0]: bg.signway(tmp),
-                ROWS[2][0]: layer(tmp, "bare", static.port, probe=("GET", "/1k")),
-                ROWS[3][0]: layer(tmp, "task", static.port, probe=("GET", "/1k")),
-                ROWS[4][0]: layer(tmp, "uvicorn", static.port, probe=("GET", "/1k")),
-                ROWS[5][0]: gw,
+                ROWS[2][0]: layer(tmp, "bare", static.port),
+                ROWS[3][0]: layer(tmp, "task", static.port),
+                ROWS[4][0]: layer(tmp, "uvicorn", static.port),
+                ROWS[5][0]: bg.gateway(tmp, [static.port]),
             }
             with bg.running(*procs.values()):
                 url: dict[str, str] = {}
                 for row, proc in procs.items():
-                    url[row] = (
-                        bg.signed(proc.port, one_kb)
-                        if proc.signs or "signgate" in row
-                        else (f"http://127.0.0.1:{proc.port}/1k")
-                    )
+                    url[row] = bg.signed(proc.port, one_kb) if proc.signs else f"http://127.0.0.1:{proc.port}/1k"
                     bg.wrk(url[row], 64, 1)  # warm-up
                 rps: dict[str, list[float]] = {row: [] for row in procs}
                 cpu: dict[str, list[float]] = {row: [] for row in procs}

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import socket
-import time
 from importlib.metadata import version
 from typing import Any
 
@@ -386,23 +385,22 @@ def test_each_response_carries_the_date_the_server_holds_now() -> None:
 
 def test_a_kept_alive_connection_left_silent_is_closed_after_the_keep_alive_time() -> None:
     app = _answering(200, [(b"content-length", b"1")], b"x")
-    t0 = time.monotonic()
-    (raw,) = _serve_one(app, b"GET / HTTP/1.1\r\nhost: x\r\n\r\n", _nothing, keep_alive=0.3, header_timeout=5)
-    assert raw.endswith(b"\r\n\r\nx") and time.monotonic() - t0 < 4  # closed, silently, long before the head deadline
+    # Closed, silently, long before the head deadline: without the keep-alive close the read that
+    # waits for the end (10 s at most, in _serve_one) gives up and the test fails.
+    (raw,) = _serve_one(app, b"GET / HTTP/1.1\r\nhost: x\r\n\r\n", _nothing, keep_alive=0.3, header_timeout=60)
+    assert raw.endswith(b"\r\n\r\nx")
 
 
 def test_each_request_moves_the_deadlines_of_a_kept_alive_connection() -> None:
     app = _answering(200, [(b"content-length", b"1")], b"x")
 
     async def steady(read_now: Any, seen: list[bytes], send: Any) -> None:
-        for _ in range(4):  # 0.8 s in all: past every deadline counted from the first request
-            await asyncio.sleep(0.2)
+        for _ in range(4):  # 1.6 s in all: past every deadline counted from the first request
+            await asyncio.sleep(0.4)
             await send(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
 
-    t0 = time.monotonic()
-    (raw,) = _serve_one(app, b"GET / HTTP/1.1\r\nhost: x\r\n\r\n", steady, keep_alive=0.3, header_timeout=0.5)
+    (raw,) = _serve_one(app, b"GET / HTTP/1.1\r\nhost: x\r\n\r\n", steady, keep_alive=1.0, header_timeout=1.5)
     assert [status for status, _, _ in _parsed(raw)] == [200] * 5  # all answered, then closed silently
-    assert time.monotonic() - t0 < 3
 
 
 def test_a_head_begun_within_the_keep_alive_time_gets_the_rest_of_the_head_deadline() -> None:
@@ -412,7 +410,7 @@ def test_a_head_begun_within_the_keep_alive_time_gets_the_rest_of_the_head_deadl
         await asyncio.sleep(0.1)
         await send(b"GET / HT")  # begun, never finished
 
-    (raw,) = _serve_one(app, b"GET / HTTP/1.1\r\nhost: x\r\n\r\n", slow_head, keep_alive=0.3, header_timeout=1.0)
+    (raw,) = _serve_one(app, b"GET / HTTP/1.1\r\nhost: x\r\n\r\n", slow_head, keep_alive=1.0, header_timeout=2.0)
     first, second = _parsed(raw)
     assert first[2] == b"x" and second[0] == 408 and "client_timeout" in second[2].decode()
 

@@ -277,7 +277,7 @@ class Cycle:
                 self.wake()
                 if not self.keep_alive:
                     connection.out.close()
-                connection.on_response_complete(self)
+                connection.on_response_complete()
         else:
             raise RuntimeError(f"Unexpected ASGI message '{message['type']}' sent, after response already completed.")
 
@@ -613,7 +613,7 @@ class GatewayHttpProtocol(asyncio.Protocol):
         task.add_done_callback(tasks.discard)
         tasks.add(task)
 
-    def on_response_complete(self, cycle: Cycle) -> None:
+    def on_response_complete(self) -> None:
         self.server_state.total_requests += 1
         self.out.flush()  # a held head whose body wrote nothing (HEAD, an empty body)
         if self.transport.is_closing():
